@@ -1,0 +1,91 @@
+"""`StreamConfig`: every knob of the Stream mask estimator, validated once.
+
+The estimator works on blocks: queries are grouped into blocks of `q_block` consecutive positions, keys
+into blocks of `k_block`. For every query block it keeps
+
+* the attention-sink blocks covering the first `sink` tokens,
+* the local window: the key blocks covering the `window` tokens before the query block, and the block(s)
+  holding the query block itself (the diagonal),
+* `top_k` further key blocks chosen by the hierarchical search (or by the exact oracle).
+
+All sizes are in tokens except `top_k`, which counts key blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+__all__ = ["StreamConfig", "ScoreRule"]
+
+ScoreRule = Literal["representative", "bound"]
+_SCORE_RULES = ("representative", "bound")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Settings of the Stream sparse-mask estimator.
+
+    Attributes:
+        q_block: Queries per query block (>= 1). Each query block gets one set of kept key blocks, so a
+            smaller value gives finer masks at a cost linear in T / q_block. Default 64.
+        k_block: Keys per key block (>= 1); the unit in which keys are kept or pruned. Default 16.
+        top_k: Key blocks chosen by the search per query block, on top of the sink and window blocks
+            (>= 1). Default 32.
+        sink: Leading tokens always kept (attention sinks), rounded up to whole key blocks (>= 0).
+            Default 16.
+        window: Tokens before each query block always kept (local window), rounded out to whole key
+            blocks; the diagonal block is always kept whatever this is (>= 0). Default 64.
+        score_rule: How a range of key blocks is scored during the search. ``"representative"`` (the
+            paper's rule): the max of q.k over the query block and the keys of the range's centre block.
+            ``"bound"``: an upper bound of q.k over the whole range from per-dimension key maxima and
+            minima (as Quest does per page), which cannot miss a strong key inside a wide range; it costs
+            O(T x D) extra memory for the range summaries. The last round always scores single blocks
+            exactly. Default ``"representative"``.
+    """
+
+    q_block: int = 64
+    k_block: int = 16
+    top_k: int = 32
+    sink: int = 16
+    window: int = 64
+    score_rule: ScoreRule = "representative"
+
+    def __post_init__(self) -> None:
+        for name, low in (("q_block", 1), ("k_block", 1), ("top_k", 1), ("sink", 0), ("window", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"StreamConfig.{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < low:
+                raise ValueError(f"StreamConfig.{name} must be >= {low}, got {value}")
+        if self.score_rule not in _SCORE_RULES:
+            raise ValueError(
+                f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r}"
+            )
+
+    @property
+    def sink_blocks(self) -> int:
+        """Number of key blocks the sink tokens occupy."""
+        return -(-self.sink // self.k_block)
+
+    @property
+    def max_window_blocks(self) -> int:
+        """Upper bound on the window + diagonal key blocks of one query block."""
+        return (self.window + self.q_block - 1) // self.k_block + 2
+
+    @property
+    def max_blocks_per_row(self) -> int:
+        """Upper bound on the key blocks kept for one query block: sinks + window + top_k."""
+        return self.sink_blocks + self.max_window_blocks + self.top_k
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamConfig:
+        """Rebuild a config from `to_dict` output; unknown keys raise `ValueError`."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown StreamConfig fields {sorted(unknown)}")
+        return cls(**data)
