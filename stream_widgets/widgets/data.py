@@ -36,7 +36,8 @@ FUNCTION_TAGS: tuple[str, ...] = (
     "unknown",
 )
 
-#: One colour per function tag (colour-blind friendly Okabe-Ito hues; grey for "unknown").
+#: One colour per function tag (Okabe-Ito hues, wine instead of black so text stays readable; grey
+#: for "unknown").
 TAG_COLORS: dict[str, str] = {
     "problem_setup": "#0072B2",
     "plan_generation": "#E69F00",
@@ -44,7 +45,7 @@ TAG_COLORS: dict[str, str] = {
     "active_computation": "#009E73",
     "result_consolidation": "#CC79A7",
     "uncertainty_management": "#D55E00",
-    "final_answer_emission": "#000000",
+    "final_answer_emission": "#882255",
     "self_checking": "#F0E442",
     "unknown": "#999999",
 }

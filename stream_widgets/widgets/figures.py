@@ -97,7 +97,7 @@ def span_style(color: str, selected: bool, dimmed: bool) -> str:
     """Inline CSS of one sentence in the text view (mirrored by the report's JavaScript)."""
     style = f"background:{color}44;border-radius:3px;padding:0 1px;cursor:pointer;"
     if selected:
-        style += f"outline:2px solid {SELECTED_COLOR};background:{color}aa;font-weight:600;"
+        style += f"outline:2px solid {SELECTED_COLOR};background:{color}77;font-weight:600;"
     if dimmed:
         style += f"opacity:{DIMMED_ALPHA};"
     return style
@@ -292,13 +292,13 @@ def _tag_figure(data: ExploreData, tag_heat: ColumnDataSource, mapper) -> figure
     tags = data.tags_present()
     fig = figure(
         name="sw_tag_heatmap",
-        width=380,
-        height=320,
+        width=400,
+        height=340,
         x_range=tags,
         y_range=list(reversed(tags)),
         tools="hover",
         tooltips=[("from", "@from_tag"), ("to", "@to_tag"), ("mean attention", "@value")],
-        title="mean attention: row tag -> earlier column tag",
+        title="mean attention, row tag to earlier column tag",
     )
     fig.rect(x="to_tag", y="from_tag", width=1, height=1, source=tag_heat, line_color=None,
              fill_color=transform("value", mapper))
@@ -340,14 +340,16 @@ def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int
     heat_figure.title.text = f"sentence attention: {label}"
     bars_figure = _bars_figure(data, sentences)
     tag_figure = _tag_figure(data, tag_heat, tag_mapper)
+    # disable_math: trace text is full of "$"; BokehJS would otherwise fetch MathJax from a CDN.
     text_div = Div(
         text=text_html(data, sentences.id, None, set()), name="sw_text", width=460, height=420,
         styles={"overflow-y": "auto", "font-size": "13px", "border": "1px solid #ddd", "padding": "4px"},
+        disable_math=True,
     )
     info_div = Div(text=info_html(data, matrix, None, label), name="sw_info", width=480,
-                   styles={"font-size": "12px"})
-    summary_div = Div(text=_summary_html(data), name="sw_summary", width=320)
-    title_div = Div(text=_title_html(data), name="sw_title", width=900)
+                   styles={"font-size": "12px"}, disable_math=True)
+    summary_div = Div(text=_summary_html(data), name="sw_summary", width=320, disable_math=True)
+    title_div = Div(text=_title_html(data), name="sw_title", width=900, disable_math=True)
     layout = column(
         title_div,
         row(text_div, heat_figure),
