@@ -69,7 +69,11 @@ class StreamMask:
     def to(self, device: torch.device | str) -> StreamMask:
         """The same mask on another device."""
         return StreamMask(
-            self.kv_num_blocks.to(device), self.kv_indices.to(device), self.q_block, self.k_block, self.seq_len
+            self.kv_num_blocks.to(device),
+            self.kv_indices.to(device),
+            self.q_block,
+            self.k_block,
+            self.seq_len,
         )
 
     def equal(self, other: StreamMask) -> bool:

@@ -1,0 +1,390 @@
+"""The Stream sparse-mask estimator: hierarchical top-k key-block search, and its exact oracle.
+
+For every query head and every block of `q_block` queries, `estimate_mask` picks the `top_k` key blocks
+(of `k_block` keys) with the highest block score, max over (query in block, key in block) of q.k, without
+scoring every block: it cuts the candidate blocks into `top_k` ranges and, round after round, splits
+every range in two, scores each half cheaply and keeps the `top_k` best halves, until every range is one
+block (HiP attention's binary-search refinement). `oracle_mask` scores every candidate block and keeps the
+exact top-k: O(T^2), the reference that tests and benchmarks compare against.
+
+Cost of the search, per head: (T / q_block) query blocks x ceil(log2(n / top_k)) rounds x 2 top_k
+halves, each scored with q_block x k_block x D multiply-adds (``representative`` rule) or
+q_block x D (``bound`` rule): O(T log T) time. Memory: the mask, O(T), plus the work buffers of one
+chunk of query blocks (`max_chunk_bytes`), plus O(T x D) key summaries for the ``bound`` rule. No tensor
+of size T x T, nor (T / k_block)^2, is ever allocated.
+
+Every shape is static (ranges are padded and empty ranges score -inf), so `estimate_mask` compiles with
+``torch.compile(fullgraph=True)`` and gives the same mask as eager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stream_widgets.config import StreamConfig
+from stream_widgets.mask import StreamMask
+
+__all__ = ["estimate_mask", "oracle_mask"]
+
+# Work buffers of one chunk of query blocks; the result does not depend on it, only the peak memory.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+# The oracle is O(T^2): refuse sizes where it would run for minutes on a CPU.
+_ORACLE_LIMIT = 65_536
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the sinks, candidates and local window lie for given query blocks (int64, like `block`)."""
+
+    sink_end: torch.Tensor  # sinks are key blocks [0, sink_end); candidates start here
+    local_start: torch.Tensor  # candidates end here; the local window runs to last_block
+    last_block: torch.Tensor  # the key block holding the query block's last query
+
+
+def _layout(block: torch.Tensor, seq_len: int, config: StreamConfig) -> _Layout:
+    """The layout of query blocks `block` (any shape of int64 query-block indices), elementwise."""
+    kb = config.k_block
+    q_start = block * config.q_block
+    q_end = torch.clamp(q_start + config.q_block, max=seq_len)
+    # floor-divide first, then clamp: the same value, and it sidesteps an inductor indexing bug.
+    local_start = torch.clamp((q_start - config.window) // kb, min=0)
+    sink_end = torch.clamp(local_start, max=config.sink_blocks)
+    return _Layout(sink_end, local_start, (q_end - 1) // kb)
+
+
+def _max_candidates(seq_len: int, config: StreamConfig) -> int:
+    """Candidates of the last query block, the most of any: the same arithmetic as `_layout`, in ints."""
+    last_q_start = (-(-seq_len // config.q_block) - 1) * config.q_block
+    local_start = max((last_q_start - config.window) // config.k_block, 0)
+    return local_start - min(local_start, config.sink_blocks)
+
+
+def _check_inputs(q: torch.Tensor, k: torch.Tensor, config: StreamConfig | None) -> StreamConfig:
+    if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor):
+        raise TypeError(f"q and k must be torch.Tensors, got {type(q).__name__} and {type(k).__name__}")
+    if q.dim() != 4 or k.dim() != 4:
+        raise ValueError(
+            f"q must be [B, H, T, D] and k [B, Hkv, T, D]; got q.dim()={q.dim()}, k.dim()={k.dim()}"
+        )
+    if not q.is_floating_point() or not k.is_floating_point():
+        raise TypeError(f"q and k must be floating point, got {q.dtype} and {k.dtype}")
+    (b, h, t, d), (bk, hkv, tk, dk) = q.shape, k.shape
+    if (b, t, d) != (bk, tk, dk):
+        raise ValueError(
+            f"q [B, H, T, D]={tuple(q.shape)} and k [B, Hkv, T, D]={tuple(k.shape)} must agree on B, T and D"
+        )
+    if hkv == 0 or h % hkv != 0:
+        raise ValueError(f"query heads ({h}) must be a multiple of key heads ({hkv}) for GQA/MQA")
+    if t == 0:
+        raise ValueError("empty sequence: q and k have T = 0 positions")
+    if q.device != k.device:
+        raise ValueError(f"q and k are on different devices ({q.device}, {k.device})")
+    if config is None:
+        return StreamConfig()
+    if not isinstance(config, StreamConfig):
+        raise TypeError(f"config must be a StreamConfig, got {type(config).__name__}")
+    return config
+
+
+def _blocked(q: torch.Tensor, k: torch.Tensor, config: StreamConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad and reshape into block rows: q ``[B*H*Qb, q_block, D]``, k ``[B*Hkv*Kb, k_block, D]`` (fp32).
+
+    The last query block is padded by repeating the last query, which leaves every max over the block
+    unchanged; the last key block is padded with zeros (it is never a candidate, being local).
+    """
+    (b, h, t, d), hkv = q.shape, k.shape[1]
+    qb, kb = config.q_block, config.k_block
+    q_pad = -t % qb
+    k_pad = -t % kb
+    q = q.to(torch.float32)
+    k = k.to(torch.float32)
+    if q_pad:
+        q = torch.cat([q, q[:, :, -1:].expand(b, h, q_pad, d)], dim=2)
+    if k_pad:
+        k = torch.cat([k, k.new_zeros(b, hkv, k_pad, d)], dim=2)
+    return q.reshape(-1, qb, d), k.reshape(-1, kb, d)
+
+
+def _row_ids(q: torch.Tensor, k: torch.Tensor, config: StreamConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every block row (b, h, query block): its query-block index and its KV-head row, int64 ``[B*H*Qb]``."""
+    (b, h, t, _), hkv = q.shape, k.shape[1]
+    num_q_blocks = -(-t // config.q_block)
+    device = q.device
+    block = torch.arange(num_q_blocks, device=device, dtype=torch.int64).repeat(b * h)
+    kv_head = torch.arange(hkv, device=device, dtype=torch.int64).repeat_interleave(h // hkv)  # GQA groups
+    kv_row = torch.arange(b, device=device, dtype=torch.int64)[:, None] * hkv + kv_head[None, :]
+    return block, kv_row.repeat_interleave(num_q_blocks).reshape(-1)
+
+
+def _chunk_rows(total: int, bytes_per_row: int, max_chunk_bytes: int) -> int:
+    return max(1, min(total, max_chunk_bytes // max(bytes_per_row, 1)))
+
+
+def _block_scores(
+    q_rows: torch.Tensor,
+    k_blocks: torch.Tensor,
+    kv_row: torch.Tensor,
+    blocks: torch.Tensor,
+    num_k_blocks: int,
+) -> torch.Tensor:
+    """Exact block score: max over the row's queries and the block's keys of q.k.
+
+    Args:
+        q_rows: ``[R, q_block, D]`` the queries of R block rows.
+        k_blocks: ``[B*Hkv*Kb, k_block, D]`` all key blocks.
+        kv_row: ``[R]`` the KV-head row of each block row.
+        blocks: ``[R, N]`` key-block indices to score (clamped into range; callers mask invalid ones).
+
+    Returns:
+        ``[R, N]`` fp32 scores. Memory: R x N x k_block x (D + q_block) floats.
+    """
+    r, n = blocks.shape
+    flat = kv_row[:, None] * num_k_blocks + blocks.clamp(0, num_k_blocks - 1)
+    keys = k_blocks[flat].reshape(r, n * k_blocks.shape[1], -1)  # [R, N*k_block, D]
+    scores = torch.bmm(q_rows, keys.transpose(1, 2)).amax(dim=1)  # [R, N*k_block]
+    return scores.view(r, n, -1).amax(dim=-1)
+
+
+def _range_summaries(
+    k_blocks: torch.Tensor, num_k_blocks: int, levels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension key max and min over every range of 2^l blocks starting at every block.
+
+    A sparse table: level l, entry j summarises key blocks [j, j + 2^l). Any range [lo, hi) is the union
+    of the two (overlapping) level-floor(log2(hi - lo)) entries at lo and at hi - 2^l, and max/min do not
+    mind the overlap.
+
+    Returns:
+        kmax, kmin: ``[levels * B*Hkv*Kb, D]`` (level-major). Memory: O(levels x T / k_block x D).
+    """
+    d = k_blocks.shape[-1]
+    kmax = [k_blocks.amax(dim=1).view(-1, num_k_blocks, d)]
+    kmin = [k_blocks.amin(dim=1).view(-1, num_k_blocks, d)]
+    for level in range(1, levels):
+        step = 1 << (level - 1)
+        prev_max, prev_min = kmax[-1], kmin[-1]
+        # Entries whose range would run past the end are never read; padding them keeps shapes static.
+        kmax.append(
+            torch.cat([torch.maximum(prev_max[:, :-step], prev_max[:, step:]), prev_max[:, -step:]], 1)
+        )
+        kmin.append(
+            torch.cat([torch.minimum(prev_min[:, :-step], prev_min[:, step:]), prev_min[:, -step:]], 1)
+        )
+    return torch.stack(kmax).reshape(-1, d), torch.stack(kmin).reshape(-1, d)
+
+
+def _bound_scores(
+    q_rows: torch.Tensor,
+    summaries: tuple[torch.Tensor, torch.Tensor],
+    kv_row: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    num_kv_blocks_total: int,
+    num_k_blocks: int,
+) -> torch.Tensor:
+    """Upper bound of q.k over key blocks [lo, hi): max over queries of sum_d max(q_d kmax_d, q_d kmin_d).
+
+    max(q_d kmax_d, q_d kmin_d) is q_d kmax_d when q_d >= 0 and q_d kmin_d otherwise, so the bound is
+    relu(q) @ kmax + min(q, 0) @ kmin: two matmuls. Ranges must be non-empty (callers mask empty ones).
+    """
+    kmax, kmin = summaries
+    width = torch.clamp(hi - lo, min=1)
+    level = torch.floor(torch.log2(width.to(torch.float32))).to(torch.int64)
+    base = level * num_kv_blocks_total + kv_row[:, None] * num_k_blocks
+    first = base + lo.clamp(0, num_k_blocks - 1)
+    second = base + (hi - (1 << level)).clamp(0, num_k_blocks - 1)
+    range_max = torch.maximum(kmax[first], kmax[second])  # [R, N, D]
+    range_min = torch.minimum(kmin[first], kmin[second])
+    bound = torch.bmm(q_rows.clamp(min=0), range_max.transpose(1, 2))
+    bound = bound + torch.bmm(q_rows.clamp(max=0), range_min.transpose(1, 2))
+    return bound.amax(dim=1)
+
+
+def _search(
+    q_rows: torch.Tensor,
+    k_blocks: torch.Tensor,
+    kv_row: torch.Tensor,
+    start: torch.Tensor,
+    count: torch.Tensor,
+    config: StreamConfig,
+    rounds: int,
+    summaries: tuple[torch.Tensor, torch.Tensor] | None,
+    num_k_blocks: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hierarchical top-k over candidate blocks [start, start + count) of R block rows.
+
+    Returns:
+        blocks ``[R, top_k]`` int64 and valid ``[R, top_k]`` bool: the chosen key blocks.
+    """
+    top_k = config.top_k
+    # top_k contiguous near-equal ranges; with fewer candidates than top_k, some ranges are empty and
+    # the others are single blocks: all candidates are kept.
+    # (Computed through float64, exact for any realistic count: integer floor-division of this product
+    # trips an indexing bug in torch.compile's inductor.)
+    cuts = torch.floor(
+        torch.arange(top_k + 1, device=q_rows.device, dtype=torch.float64) * count[:, None] / top_k
+    )
+    cuts = start[:, None] + cuts.to(torch.int64)
+    lo, hi = cuts[:, :-1], cuts[:, 1:]
+    for round_index in range(rounds):
+        mid = lo + (hi - lo + 1) // 2
+        lo2 = torch.cat([lo, mid], dim=1)
+        hi2 = torch.cat([mid, hi], dim=1)
+        last_round = round_index == rounds - 1
+        if config.score_rule == "representative" or last_round:
+            # After the last split every range is at most one block wide: its centre block is itself,
+            # so this is the exact block score.
+            scores = _block_scores(q_rows, k_blocks, kv_row, (lo2 + hi2 - 1) // 2, num_k_blocks)
+        else:
+            assert summaries is not None
+            scores = _bound_scores(q_rows, summaries, kv_row, lo2, hi2, k_blocks.shape[0], num_k_blocks)
+        scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
+        # A stable sort breaks ties by position, so the result is deterministic on every backend.
+        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top_k]
+        lo, hi = lo2.gather(1, keep), hi2.gather(1, keep)
+    return lo, hi - lo == 1
+
+
+def _assemble(
+    selected: torch.Tensor,
+    selected_valid: torch.Tensor,
+    layout: _Layout,
+    config: StreamConfig,
+    num_k_blocks: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add sinks and the local window to the chosen blocks; sort; count. Returns (num ``[R]``, idx ``[R, K]``).
+
+    `layout` holds ``[R, 1]`` tensors, one row per block row.
+    """
+    device = selected.device
+    sink_end, local_start, last_block = layout.sink_end, layout.local_start, layout.last_block
+    sinks = torch.arange(config.sink_blocks, device=device, dtype=torch.int64)[None, :]
+    local = local_start + torch.arange(config.max_window_blocks, device=device, dtype=torch.int64)[None, :]
+    rows = selected.shape[0]
+    blocks = torch.cat([sinks.expand(rows, -1), local, selected], dim=1)
+    valid = torch.cat([sinks < sink_end, local <= last_block, selected_valid], dim=1)
+    # The three sets are disjoint by construction: sinks < sink_end <= candidates < local_start.
+    ordered = torch.sort(torch.where(valid, blocks, num_k_blocks), dim=1).values
+    num = valid.sum(dim=1)
+    ordered = ordered.masked_fill(ordered == num_k_blocks, 0)
+    return num, ordered
+
+
+def _to_mask(num: torch.Tensor, idx: torch.Tensor, q: torch.Tensor, config: StreamConfig) -> StreamMask:
+    b, h, t, _ = q.shape
+    num_q_blocks = -(-t // config.q_block)
+    return StreamMask(
+        kv_num_blocks=num.to(torch.int32).view(b, h, num_q_blocks),
+        kv_indices=idx.to(torch.int32).view(b, h, num_q_blocks, -1),
+        q_block=config.q_block,
+        k_block=config.k_block,
+        seq_len=t,
+    )
+
+
+def estimate_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    config: StreamConfig | None = None,
+    *,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> StreamMask:
+    """Estimate the Stream sparse mask of one attention layer by hierarchical top-k search.
+
+    Args:
+        q: ``[B, H, T, D]`` post-RoPE queries (fp32, bf16 or fp16; CPU or CUDA).
+        k: ``[B, Hkv, T, D]`` post-RoPE keys, one per KV head (H must be a multiple of Hkv: GQA/MQA).
+            Query heads share their KV head's keys but each query head gets its own mask.
+        config: The estimator settings; `StreamConfig()` if None.
+        max_chunk_bytes: Work-buffer budget; query blocks are processed in chunks that fit it. Changes the
+            peak memory, never the result.
+
+    Returns:
+        The `StreamMask` ``[B, H, T, T]``: per query block the sinks, the local window and the `top_k`
+        key blocks the search kept.
+
+    Cost: O(B H T/q_block x log(T/(k_block top_k)) x top_k x k_block x D) time; O(T) memory for the mask,
+    plus one chunk of work buffers, plus O(T x D) key summaries with ``score_rule="bound"``.
+    """
+    config = _check_inputs(q, k, config)
+    t, d = q.shape[2], q.shape[3]
+    num_k_blocks = -(-t // config.k_block)
+    q_rows, k_blocks = _blocked(q, k, config)
+    block, kv_row = _row_ids(q, k, config)
+
+    max_candidates = _max_candidates(t, config)
+    rounds = 0
+    while config.top_k << rounds < max_candidates:
+        rounds += 1
+    summaries = None
+    if config.score_rule == "bound" and rounds > 1:
+        levels = max(max_candidates, 1).bit_length()
+        summaries = _range_summaries(k_blocks, num_k_blocks, levels)
+
+    per_row = 4 * 2 * config.top_k * (config.k_block * (d + config.q_block) + 2 * d + config.q_block)
+    chunk = _chunk_rows(q_rows.shape[0], per_row, max_chunk_bytes)
+    nums, idxs = [], []
+    for begin in range(0, q_rows.shape[0], chunk):
+        rows = slice(begin, begin + chunk)
+        layout = _layout(block[rows, None], t, config)
+        start = layout.sink_end[:, 0]
+        count = layout.local_start[:, 0] - start
+        selected, valid = _search(
+            q_rows[rows], k_blocks, kv_row[rows], start, count, config, rounds, summaries, num_k_blocks
+        )
+        num, idx = _assemble(selected, valid, layout, config, num_k_blocks)
+        nums.append(num)
+        idxs.append(idx)
+    return _to_mask(torch.cat(nums), torch.cat(idxs), q, config)
+
+
+def oracle_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    config: StreamConfig | None = None,
+    *,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> StreamMask:
+    """The exact reference: score every candidate key block and keep the `top_k` best.
+
+    Same block score, sinks and window as `estimate_mask`, so where the search is exact (no more
+    candidates than `top_k`) the two masks are identical. O(T^2 D) time; T <= 65,536.
+
+    Args:
+        q: ``[B, H, T, D]`` post-RoPE queries.
+        k: ``[B, Hkv, T, D]`` post-RoPE keys.
+        config: The estimator settings (`score_rule` is ignored: every block is scored exactly).
+        max_chunk_bytes: Work-buffer budget per chunk of query blocks.
+    """
+    config = _check_inputs(q, k, config)
+    t, d = q.shape[2], q.shape[3]
+    if t > _ORACLE_LIMIT:
+        raise ValueError(f"oracle_mask is O(T^2); T={t} is over its limit of {_ORACLE_LIMIT}")
+    num_k_blocks = -(-t // config.k_block)
+    q_rows, k_blocks = _blocked(q, k, config)
+    block, kv_row = _row_ids(q, k, config)
+    all_blocks = torch.arange(num_k_blocks, device=q.device, dtype=torch.int64)
+
+    per_row = 4 * num_k_blocks * config.k_block * (d + config.q_block)
+    chunk = _chunk_rows(q_rows.shape[0], per_row, max_chunk_bytes)
+    nums, idxs = [], []
+    for begin in range(0, q_rows.shape[0], chunk):
+        rows = slice(begin, begin + chunk)
+        layout = _layout(block[rows, None], t, config)
+        start, end = layout.sink_end, layout.local_start
+        candidate_blocks = all_blocks[None, :].expand(start.shape[0], -1)
+        scores = _block_scores(q_rows[rows], k_blocks, kv_row[rows], candidate_blocks, num_k_blocks)
+        is_candidate = (all_blocks >= start) & (all_blocks < end)
+        scores = scores.masked_fill(~is_candidate, float("-inf"))
+        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : config.top_k]
+        valid = is_candidate.gather(1, keep)
+        if keep.shape[1] < config.top_k:  # fewer key blocks than top_k: pad to the estimator's width
+            pad = config.top_k - keep.shape[1]
+            keep = torch.cat([keep, keep.new_zeros(keep.shape[0], pad)], dim=1)
+            valid = torch.cat([valid, valid.new_zeros(valid.shape[0], pad)], dim=1)
+        num, idx = _assemble(keep, valid, layout, config, num_k_blocks)
+        nums.append(num)
+        idxs.append(idx)
+    return _to_mask(torch.cat(nums), torch.cat(idxs), q, config)
