@@ -1,0 +1,99 @@
+"""ExploreData validation and the numpy aggregations behind the views."""
+
+import numpy as np
+import pytest
+
+from stream_widgets.widgets.data import FUNCTION_TAGS, TAG_COLORS, ExploreData, synthetic_example
+from stream_widgets.widgets.matrices import downsample, select_matrix, tag_attention, top_links
+
+
+def _kwargs(S=5, L=2, H=2):
+    data = synthetic_example(S=S, L=L, H=H, seed=1)
+    return dict(
+        text=data.text, sentences=data.sentences, char_spans=data.char_spans, tags=data.tags,
+        anchor_scores=data.anchor_scores, vertical_scores=data.vertical_scores,
+        sentence_attention=data.sentence_attention, receiver_heads=data.receiver_heads,
+    )
+
+
+def test_every_tag_has_a_colour():
+    assert set(FUNCTION_TAGS) == set(TAG_COLORS)
+
+
+def test_synthetic_example_is_valid_and_marked():
+    data = synthetic_example(S=12, L=3, H=2)
+    assert data.sentence_attention.shape == (3, 2, 12, 12)
+    assert data.sentence_attention.dtype == np.float32
+    assert data.meta["synthetic"] is True
+    assert data.layer_labels == ["layer 0", "layer 1", "layer 2"]
+    for start, end in data.char_spans:
+        assert data.text[start:end] in data.sentences
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tags": ["problem_setup"] * 4 + ["bogus"]}, "unknown function tags"),
+        ({"tags": ["problem_setup"] * 4}, "4 tags for 5 sentences"),
+        ({"anchor_scores": np.zeros(4)}, "anchor_scores must have shape"),
+        ({"vertical_scores": np.full(5, np.nan)}, "NaN"),
+        ({"sentence_attention": np.ones((2, 2, 5, 5), np.float32)}, "above the diagonal"),
+        ({"sentence_attention": np.zeros((2, 5, 5), np.float32)}, r"\[L, H, S, S\]"),
+        ({"receiver_heads": []}, "receiver_heads is empty"),
+        ({"receiver_heads": [(2, 0)]}, "outside L=2"),
+        ({"char_spans": [(0, 3), (2, 5), (6, 8), (9, 10), (11, 12)]}, "overlap"),
+        ({"char_spans": [(0, 1), (1, 2), (2, 3), (3, 4), (4, 10**6)]}, "outside the text"),
+        ({"layer_head_labels": (["a"], ["b", "c"])}, "layer_head_labels"),
+    ],
+)
+def test_bad_input_raises_with_the_field_named(change, message):
+    kwargs = _kwargs()
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=message):
+        ExploreData(**kwargs)
+
+
+def test_select_matrix_receiver_average_and_head_mean():
+    data = synthetic_example(S=10, L=3, H=4)
+    expected = np.mean([data.sentence_attention[l, h] for l, h in data.receiver_heads], axis=0)
+    np.testing.assert_allclose(select_matrix(data, None, None), expected, rtol=1e-6)
+    np.testing.assert_allclose(select_matrix(data, 2, None), data.sentence_attention[2].mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(select_matrix(data, 1, 3), data.sentence_attention[1, 3])
+    with pytest.raises(ValueError, match="layer 3 is out of range"):
+        select_matrix(data, 3, None)
+
+
+def test_downsample_matches_a_loop_over_bins():
+    rng = np.random.default_rng(0)
+    matrix = np.tril(rng.random((23, 23))).astype(np.float32)
+    pooled = downsample(matrix, 5)
+    edges = np.linspace(0, 23, 6).round().astype(int)
+    reference = np.array(
+        [[matrix[edges[a] : edges[a + 1], edges[b] : edges[b + 1]].mean() for b in range(5)] for a in range(5)]
+    )
+    np.testing.assert_allclose(pooled, reference, rtol=1e-5)
+    assert downsample(matrix, 50) is not None and downsample(matrix, 50).shape == (23, 23)
+
+
+def test_tag_attention_matches_a_loop_over_pairs():
+    rng = np.random.default_rng(1)
+    matrix = np.tril(rng.random((9, 9)))
+    tags = ["problem_setup", "fact_retrieval", "problem_setup", "self_checking", "fact_retrieval",
+            "problem_setup", "self_checking", "fact_retrieval", "problem_setup"]
+    order = ["problem_setup", "fact_retrieval", "self_checking", "unknown"]
+    result = tag_attention(matrix, tags, order)
+    for a, ta in enumerate(order):
+        for b, tb in enumerate(order):
+            cells = [matrix[i, j] for i in range(9) for j in range(i) if tags[i] == ta and tags[j] == tb]
+            if cells:
+                assert result[a, b] == pytest.approx(np.mean(cells))
+            else:
+                assert np.isnan(result[a, b])
+
+
+def test_top_links_are_causal_and_sorted():
+    matrix = np.tril(np.arange(36, dtype=np.float64).reshape(6, 6) % 7)
+    attends_to, attended_by = top_links(matrix, 3, k=2)
+    assert all(j < 3 for j in attends_to) and all(r > 3 for r in attended_by)
+    assert [matrix[3, j] for j in attends_to] == sorted([matrix[3, j] for j in range(3)], reverse=True)[:2]
+    assert [matrix[r, 3] for r in attended_by] == sorted([matrix[r, 3] for r in range(4, 6)], reverse=True)[:2]
