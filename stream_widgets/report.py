@@ -56,6 +56,7 @@ def _write_atomic(path: Path, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,7 +98,14 @@ def _pack_matrices(data: ExploreData, max_size: int, max_matrix_bytes: int) -> d
     tril = np.tril_indices(n)
     per_matrix = math.ceil(len(tril[0]) / 3) * 4 + math.ceil(size * _TOP_LINKS * 2 * 2 / 3) * 4
     tags = data.tags_present()
-    packed: dict[str, Any] = {"keys": [], "labels": [], "scale": [], "high": [], "tag_values": [], "tag_high": []}
+    packed: dict[str, Any] = {
+        "keys": [],
+        "labels": [],
+        "scale": [],
+        "high": [],
+        "tag_values": [],
+        "tag_high": [],
+    }
     columns: dict[str, np.ndarray] = {}
     links: dict[str, np.ndarray] = {}
     skipped = []
@@ -262,23 +270,46 @@ def _build_document(data: ExploreData, max_size: int, max_matrix_bytes: int):
         name="sw_matrix_meta",
     )
     matrix_select = Select(
-        title="heatmap", value=packed["keys"][0], options=list(zip(packed["keys"], packed["labels"], strict=True)),
-        name="sw_matrix_select", width=320,
+        title="heatmap",
+        value=packed["keys"][0],
+        options=list(zip(packed["keys"], packed["labels"], strict=True)),
+        name="sw_matrix_select",
+        width=320,
     )
     anchor_options = [("-1", "(no sentence selected)")] + [
         (str(i), f"#{i} {data.anchor_scores[i]:.3g} {data.tags[i]}: {data.sentences[i][:50]}")
         for i in data.top_anchors(20)
     ]
-    anchor_select = Select(title="top anchors", value="-1", options=anchor_options, name="sw_anchor_select", width=460)
+    anchor_select = Select(
+        title="top anchors", value="-1", options=anchor_options, name="sw_anchor_select", width=460
+    )
     present = data.tags_present()
-    tag_filter = CheckboxGroup(labels=present, active=list(range(len(present))), inline=True, name="sw_tag_filter")
+    tag_filter = CheckboxGroup(
+        labels=present, active=list(range(len(present))), inline=True, name="sw_tag_filter"
+    )
     gaps, bodies, tail = text_pieces(data)
     args = dict(
-        sentences=views.sentences, heat=views.heat, highlight=views.highlight, tag_heat=views.tag_heat,
-        heat_mapper=views.heat_mapper, tag_mapper=views.tag_mapper, text_div=views.text_div,
-        info_div=views.info_div, heat_figure=views.heat_figure, matrices=matrices, links=links, meta=meta,
-        matrix_select=matrix_select, anchor_select=anchor_select, tag_filter=tag_filter, gaps=gaps,
-        bodies=bodies, tail=tail, top_k=_TOP_LINKS, selected_color=SELECTED_COLOR, dimmed_alpha=DIMMED_ALPHA,
+        sentences=views.sentences,
+        heat=views.heat,
+        highlight=views.highlight,
+        tag_heat=views.tag_heat,
+        heat_mapper=views.heat_mapper,
+        tag_mapper=views.tag_mapper,
+        text_div=views.text_div,
+        info_div=views.info_div,
+        heat_figure=views.heat_figure,
+        matrices=matrices,
+        links=links,
+        meta=meta,
+        matrix_select=matrix_select,
+        anchor_select=anchor_select,
+        tag_filter=tag_filter,
+        gaps=gaps,
+        bodies=bodies,
+        tail=tail,
+        top_k=_TOP_LINKS,
+        selected_color=SELECTED_COLOR,
+        dimmed_alpha=DIMMED_ALPHA,
     )
 
     def callback(code: str) -> CustomJS:
@@ -291,7 +322,9 @@ def _build_document(data: ExploreData, max_size: int, max_matrix_bytes: int):
     views.heat_figure.js_on_event("tap", callback(_JS_TAP))
     note = Div(
         text=f"<span style='color:#777;font-size:11px'>{len(packed['skipped'])} more matrices left out to keep the "
-        "file small; use the notebook explorer for every head.</span>" if packed["skipped"] else "",
+        "file small; use the notebook explorer for every head.</span>"
+        if packed["skipped"]
+        else "",
         disable_math=True,
     )
     controls = column(row(matrix_select, anchor_select), tag_filter, note)
@@ -337,8 +370,15 @@ def _sentences_csv(data: ExploreData) -> str:
     for i, sentence in enumerate(data.sentences):
         start, end = data.char_spans[i]
         writer.writerow(
-            [i, sentence, data.tags[i], repr(float(data.anchor_scores[i])), repr(float(data.vertical_scores[i])),
-             start, end]
+            [
+                i,
+                sentence,
+                data.tags[i],
+                repr(float(data.anchor_scores[i])),
+                repr(float(data.vertical_scores[i])),
+                start,
+                end,
+            ]
         )
     return buffer.getvalue()
 
@@ -380,6 +420,8 @@ def write_report(
     page = file_html(layout, resources=INLINE, title=title)
     html_path = out / "report.html"
     _write_atomic(html_path, page)
-    _write_atomic(out / "summary.json", json.dumps(_summary(data, packed, top_k), indent=2, allow_nan=False) + "\n")
+    _write_atomic(
+        out / "summary.json", json.dumps(_summary(data, packed, top_k), indent=2, allow_nan=False) + "\n"
+    )
     _write_atomic(out / "sentences.csv", _sentences_csv(data))
     return html_path

@@ -268,7 +268,9 @@ def synthetic_example(S: int = 40, L: int = 4, H: int = 3, seed: int = 0) -> Exp
         pos += len(sentence) + len(separator)
     text = "".join(pieces)
     tag_cycle = list(FUNCTION_TAGS[:8])
-    tags = [tag_cycle[min(i * 8 // S, 7)] if rng.random() > 0.15 else str(rng.choice(tag_cycle)) for i in range(S)]
+    tags = [
+        tag_cycle[min(i * 8 // S, 7)] if rng.random() > 0.15 else str(rng.choice(tag_cycle)) for i in range(S)
+    ]
     anchors = rng.choice(S, size=max(1, S // 10), replace=False)
     logits = rng.normal(0.0, 1.0, size=(L, H, S, S)).astype(np.float32)
     distance = np.arange(S)[:, None] - np.arange(S)[None, :]
@@ -280,10 +282,15 @@ def synthetic_example(S: int = 40, L: int = 4, H: int = 3, seed: int = 0) -> Exp
     vertical = np.array(
         [attention[:, :, j + 4 :, j].mean() if j + 4 < S else 0.0 for j in range(S)], dtype=np.float64
     )
-    receiver = [(int(l), int(h)) for l, h in zip(rng.integers(0, L, 3), rng.integers(0, H, 3), strict=True)]
+    receiver = [
+        (int(layer), int(h)) for layer, h in zip(rng.integers(0, L, 3), rng.integers(0, H, 3), strict=True)
+    ]
     receiver = sorted(set(receiver))
     anchor_scores = np.array(
-        [np.mean([attention[l, h, j + 4 :, j].mean() if j + 4 < S else 0.0 for l, h in receiver]) for j in range(S)]
+        [
+            np.mean([attention[layer, h, j + 4 :, j].mean() if j + 4 < S else 0.0 for layer, h in receiver])
+            for j in range(S)
+        ]
     )
     return ExploreData(
         text=text,

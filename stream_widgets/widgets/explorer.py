@@ -65,25 +65,35 @@ class Explorer(widgets.VBox):
         self.views = build_views(data, self._matrix, self._label, self.max_size)
         self.bokeh_widget = BokehModel(self.views.layout)
         self._make_controls()
-        controls = widgets.HBox([widgets.VBox([self.layer_picker, self.head_picker, self.anchor_list]),
-                                 self.tag_filter])
+        controls = widgets.HBox(
+            [widgets.VBox([self.layer_picker, self.head_picker, self.anchor_list]), self.tag_filter]
+        )
         super().__init__([controls, self.bokeh_widget])
 
     def _make_controls(self) -> None:
         data = self.data
         self.layer_picker = widgets.Dropdown(
-            options=[("receiver-head average", _AVERAGE)] + [(name, i) for i, name in enumerate(data.layer_labels)],
-            value=_AVERAGE, description="layer",
+            options=[("receiver-head average", _AVERAGE)]
+            + [(name, i) for i, name in enumerate(data.layer_labels)],
+            value=_AVERAGE,
+            description="layer",
         )
         self.head_picker = widgets.Dropdown(
             options=[("mean of heads", _AVERAGE)] + [(name, i) for i, name in enumerate(data.head_labels)],
-            value=_AVERAGE, description="head", disabled=True,
+            value=_AVERAGE,
+            description="head",
+            disabled=True,
         )
         order = np.argsort(-data.anchor_scores, kind="stable")
         self.anchor_list = widgets.Dropdown(
             options=[("(no sentence selected)", _AVERAGE)]
-            + [(f"#{i} {data.anchor_scores[i]:.3g} {data.tags[i]}: {data.sentences[i][:50]}", int(i)) for i in order],
-            value=_AVERAGE, description="anchors", layout=widgets.Layout(width="520px"),
+            + [
+                (f"#{i} {data.anchor_scores[i]:.3g} {data.tags[i]}: {data.sentences[i][:50]}", int(i))
+                for i in order
+            ],
+            value=_AVERAGE,
+            description="anchors",
+            layout=widgets.Layout(width="520px"),
         )
         present = data.tags_present()
         self.tag_filter = widgets.SelectMultiple(
@@ -171,7 +181,9 @@ class Explorer(widgets.VBox):
         present = set(self.data.tags_present())
         unknown = shown - present
         if unknown:
-            raise ValueError(f"tag filter has tags {sorted(unknown)} that no sentence has; pick from {sorted(present)}")
+            raise ValueError(
+                f"tag filter has tags {sorted(unknown)} that no sentence has; pick from {sorted(present)}"
+            )
         self._hidden = present - shown
         views = self.views
         alpha = [DIMMED_ALPHA if t in self._hidden else 1.0 for t in self.data.tags]

@@ -19,6 +19,7 @@ import numpy as np
 from bokeh.layouts import column, row
 from bokeh.models import (
     ColumnDataSource,
+    CustomJS,
     Div,
     HoverTool,
     LinearColorMapper,
@@ -52,6 +53,19 @@ MAX_HEATMAP_SIZE = 300
 DIMMED_ALPHA = 0.2
 #: Outline colour of the selected sentence in every view.
 SELECTED_COLOR = "#d62728"
+
+
+# Keeps the selected sentence in sight inside the scrolling text view, wherever the selection came
+# from (runs in the browser, for the notebook and the report alike). The Div renders on the next tick.
+_JS_SCROLL_TO_SELECTED = """
+setTimeout(() => {
+  if (!(window.Bokeh && Bokeh.index)) return;
+  const view = Bokeh.index.find_one(cb_obj);
+  const root = view && (view.shadow_el || view.el.shadowRoot || view.el);
+  const el = root && root.querySelector('.sw-selected');
+  if (el) el.scrollIntoView({block: 'nearest'});
+}, 0);
+"""
 
 
 @dataclass
@@ -141,9 +155,7 @@ def _sentence_link(data: ExploreData, j: int, weight: float) -> str:
 def info_html(data: ExploreData, matrix: np.ndarray, selected: int | None, label: str) -> str:
     """The info panel: the selected sentence, its tag and scores, and its strongest links in `matrix`."""
     if selected is None:
-        return (
-            "<div class='sw-info'><i>Click a bar, a heatmap cell or a sentence to select it.</i></div>"
-        )
+        return "<div class='sw-info'><i>Click a bar, a heatmap cell or a sentence to select it.</i></div>"
     i = selected
     attends_to, attended_by = top_links(matrix, i)
     to_items = "".join(_sentence_link(data, j, float(matrix[i, j])) for j in attends_to) or "<li>none</li>"
@@ -208,7 +220,12 @@ def highlight_data(size: int, selected: int | None) -> dict:
     if selected is None:
         return {"x": [], "y": [], "w": [], "h": []}
     centre = selected + 0.5
-    return {"x": [centre, size / 2], "y": [size / 2, centre], "w": [1.0, float(size)], "h": [float(size), 1.0]}
+    return {
+        "x": [centre, size / 2],
+        "y": [size / 2, centre],
+        "w": [1.0, float(size)],
+        "h": [float(size), 1.0],
+    }
 
 
 def tag_heat_values(data: ExploreData, matrix: np.ndarray) -> list[float]:
@@ -252,10 +269,18 @@ def _heat_figure(data: ExploreData, heat: ColumnDataSource, highlight: ColumnDat
         y_axis_label="attending sentence i",
     )
     image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=heat)
-    fig.add_tools(HoverTool(renderers=[image], tooltips=[("i", "$y{0}"), ("j", "$x{0}"), ("attention", "@image")]))
+    fig.add_tools(
+        HoverTool(renderers=[image], tooltips=[("i", "$y{0}"), ("j", "$x{0}"), ("attention", "@image")])
+    )
     fig.rect(
-        x="x", y="y", width="w", height="h", source=highlight, fill_alpha=0.0,
-        line_color=SELECTED_COLOR, line_width=2,
+        x="x",
+        y="y",
+        width="w",
+        height="h",
+        source=highlight,
+        fill_alpha=0.0,
+        line_color=SELECTED_COLOR,
+        line_width=2,
     )
     fig.toolbar.logo = None
     fig.grid.visible = False
@@ -274,14 +299,23 @@ def _bars_figure(data: ExploreData, sentences: ColumnDataSource) -> figure:
         x_axis_label="sentence",
     )
     bars = fig.vbar(
-        x="index", top="anchor", width=0.85, source=sentences, fill_color="color", line_color=None,
-        fill_alpha="alpha", name="sw_bars",
+        x="index",
+        top="anchor",
+        width=0.85,
+        source=sentences,
+        fill_color="color",
+        line_color=None,
+        fill_alpha="alpha",
+        name="sw_bars",
     )
     bars.selection_glyph = bars.glyph.clone(line_color=SELECTED_COLOR, line_width=2, fill_alpha="alpha")
     bars.nonselection_glyph = bars.glyph.clone(fill_alpha="alpha_dim")
     fig.add_tools(TapTool(renderers=[bars]))
     fig.add_tools(
-        HoverTool(renderers=[bars], tooltips=[("#", "@index"), ("tag", "@tag"), ("anchor", "@anchor"), ("", "@short")])
+        HoverTool(
+            renderers=[bars],
+            tooltips=[("#", "@index"), ("tag", "@tag"), ("anchor", "@anchor"), ("", "@short")],
+        )
     )
     fig.toolbar.logo = None
     fig.xgrid.visible = False
@@ -298,10 +332,19 @@ def _tag_figure(data: ExploreData, tag_heat: ColumnDataSource, mapper) -> figure
         y_range=list(reversed(tags)),
         tools="hover",
         tooltips=[("from", "@from_tag"), ("to", "@to_tag"), ("mean attention", "@value")],
-        title="mean attention, row tag to earlier column tag",
+        title="tag to tag attention (mean)",
+        x_axis_label="attended (earlier) tag",
+        y_axis_label="attending tag",
     )
-    fig.rect(x="to_tag", y="from_tag", width=1, height=1, source=tag_heat, line_color=None,
-             fill_color=transform("value", mapper))
+    fig.rect(
+        x="to_tag",
+        y="from_tag",
+        width=1,
+        height=1,
+        source=tag_heat,
+        line_color=None,
+        fill_color=transform("value", mapper),
+    )
     fig.xaxis.major_label_orientation = 0.9
     fig.toolbar.logo = None
     fig.grid.visible = False
@@ -332,23 +375,35 @@ def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int
         },
         name="sw_tag_heat",
     )
-    heat_mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=color_high(matrix), nan_color=(0, 0, 0, 0))
+    heat_mapper = LinearColorMapper(
+        palette=Viridis256, low=0.0, high=color_high(matrix), nan_color=(0, 0, 0, 0)
+    )
     finite = [v for v in tag_heat.data["value"] if np.isfinite(v)]
-    tag_mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=max(finite, default=1.0) or 1.0,
-                                   nan_color="#eeeeee")
+    tag_mapper = LinearColorMapper(
+        palette=Viridis256, low=0.0, high=max(finite, default=1.0) or 1.0, nan_color="#eeeeee"
+    )
     heat_figure = _heat_figure(data, heat, highlight, heat_mapper)
     heat_figure.title.text = f"sentence attention: {label}"
     bars_figure = _bars_figure(data, sentences)
     tag_figure = _tag_figure(data, tag_heat, tag_mapper)
     # disable_math: trace text is full of "$"; BokehJS would otherwise fetch MathJax from a CDN.
     text_div = Div(
-        text=text_html(data, sentences.id, None, set()), name="sw_text", width=460, height=420,
+        text=text_html(data, sentences.id, None, set()),
+        name="sw_text",
+        width=460,
+        height=420,
         styles={"overflow-y": "auto", "font-size": "13px", "border": "1px solid #ddd", "padding": "4px"},
         disable_math=True,
     )
-    info_div = Div(text=info_html(data, matrix, None, label), name="sw_info", width=480,
-                   styles={"font-size": "12px"}, disable_math=True)
-    summary_div = Div(text=_summary_html(data), name="sw_summary", width=320, disable_math=True)
+    text_div.js_on_change("text", CustomJS(code=_JS_SCROLL_TO_SELECTED))
+    info_div = Div(
+        text=info_html(data, matrix, None, label),
+        name="sw_info",
+        width=480,
+        styles={"font-size": "12px"},
+        disable_math=True,
+    )
+    summary_div = Div(text=_summary_html(data), name="sw_summary", width=340, disable_math=True)
     title_div = Div(text=_title_html(data), name="sw_title", width=900, disable_math=True)
     layout = column(
         title_div,
@@ -358,8 +413,18 @@ def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int
         name="sw_layout",
     )
     return Views(
-        sentences=sentences, heat=heat, highlight=highlight, tag_heat=tag_heat, heat_mapper=heat_mapper,
-        tag_mapper=tag_mapper, text_div=text_div, info_div=info_div, summary_div=summary_div,
-        title_div=title_div, heat_figure=heat_figure, bars_figure=bars_figure, tag_figure=tag_figure,
+        sentences=sentences,
+        heat=heat,
+        highlight=highlight,
+        tag_heat=tag_heat,
+        heat_mapper=heat_mapper,
+        tag_mapper=tag_mapper,
+        text_div=text_div,
+        info_div=info_div,
+        summary_div=summary_div,
+        title_div=title_div,
+        heat_figure=heat_figure,
+        bars_figure=bars_figure,
+        tag_figure=tag_figure,
         layout=layout,
     )

@@ -10,9 +10,14 @@ from stream_widgets.widgets.matrices import downsample, select_matrix, tag_atten
 def _kwargs(S=5, L=2, H=2):
     data = synthetic_example(S=S, L=L, H=H, seed=1)
     return dict(
-        text=data.text, sentences=data.sentences, char_spans=data.char_spans, tags=data.tags,
-        anchor_scores=data.anchor_scores, vertical_scores=data.vertical_scores,
-        sentence_attention=data.sentence_attention, receiver_heads=data.receiver_heads,
+        text=data.text,
+        sentences=data.sentences,
+        char_spans=data.char_spans,
+        tags=data.tags,
+        anchor_scores=data.anchor_scores,
+        vertical_scores=data.vertical_scores,
+        sentence_attention=data.sentence_attention,
+        receiver_heads=data.receiver_heads,
     )
 
 
@@ -55,7 +60,7 @@ def test_bad_input_raises_with_the_field_named(change, message):
 
 def test_select_matrix_receiver_average_and_head_mean():
     data = synthetic_example(S=10, L=3, H=4)
-    expected = np.mean([data.sentence_attention[l, h] for l, h in data.receiver_heads], axis=0)
+    expected = np.mean([data.sentence_attention[layer, h] for layer, h in data.receiver_heads], axis=0)
     np.testing.assert_allclose(select_matrix(data, None, None), expected, rtol=1e-6)
     np.testing.assert_allclose(select_matrix(data, 2, None), data.sentence_attention[2].mean(0), rtol=1e-6)
     np.testing.assert_array_equal(select_matrix(data, 1, 3), data.sentence_attention[1, 3])
@@ -69,7 +74,10 @@ def test_downsample_matches_a_loop_over_bins():
     pooled = downsample(matrix, 5)
     edges = np.linspace(0, 23, 6).round().astype(int)
     reference = np.array(
-        [[matrix[edges[a] : edges[a + 1], edges[b] : edges[b + 1]].mean() for b in range(5)] for a in range(5)]
+        [
+            [matrix[edges[a] : edges[a + 1], edges[b] : edges[b + 1]].mean() for b in range(5)]
+            for a in range(5)
+        ]
     )
     np.testing.assert_allclose(pooled, reference, rtol=1e-5)
     assert downsample(matrix, 50) is not None and downsample(matrix, 50).shape == (23, 23)
@@ -78,8 +86,17 @@ def test_downsample_matches_a_loop_over_bins():
 def test_tag_attention_matches_a_loop_over_pairs():
     rng = np.random.default_rng(1)
     matrix = np.tril(rng.random((9, 9)))
-    tags = ["problem_setup", "fact_retrieval", "problem_setup", "self_checking", "fact_retrieval",
-            "problem_setup", "self_checking", "fact_retrieval", "problem_setup"]
+    tags = [
+        "problem_setup",
+        "fact_retrieval",
+        "problem_setup",
+        "self_checking",
+        "fact_retrieval",
+        "problem_setup",
+        "self_checking",
+        "fact_retrieval",
+        "problem_setup",
+    ]
     order = ["problem_setup", "fact_retrieval", "self_checking", "unknown"]
     result = tag_attention(matrix, tags, order)
     for a, ta in enumerate(order):
@@ -96,4 +113,6 @@ def test_top_links_are_causal_and_sorted():
     attends_to, attended_by = top_links(matrix, 3, k=2)
     assert all(j < 3 for j in attends_to) and all(r > 3 for r in attended_by)
     assert [matrix[3, j] for j in attends_to] == sorted([matrix[3, j] for j in range(3)], reverse=True)[:2]
-    assert [matrix[r, 3] for r in attended_by] == sorted([matrix[r, 3] for r in range(4, 6)], reverse=True)[:2]
+    assert [matrix[r, 3] for r in attended_by] == sorted([matrix[r, 3] for r in range(4, 6)], reverse=True)[
+        :2
+    ]

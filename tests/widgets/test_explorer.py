@@ -16,8 +16,10 @@ def explorer():
 
 
 def _selected_spans(explorer):
-    return [int(p.split('data-sw-index="')[1].split('"')[0])
-            for p in explorer.views.text_div.text.split("sw-sentence sw-selected")[1:]]
+    return [
+        int(p.split('data-sw-index="')[1].split('"')[0])
+        for p in explorer.views.text_div.text.split("sw-sentence sw-selected")[1:]
+    ]
 
 
 def _assert_selected_everywhere(explorer, i):
@@ -97,7 +99,9 @@ def test_layer_head_pickers_swap_the_one_matrix(explorer):
     assert np.isnan(image[0, 1])
     explorer.head_picker.value = 1
     assert explorer.layer_head == (2, 1)
-    np.testing.assert_array_equal(np.tril(explorer.views.heat.data["image"][0]), data.sentence_attention[2, 1])
+    np.testing.assert_array_equal(
+        np.tril(explorer.views.heat.data["image"][0]), data.sentence_attention[2, 1]
+    )
     assert "layer 2, head 1" in explorer.views.heat_figure.title.text
     explorer.set_layer_head(None)
     assert explorer.layer_picker.value == -1 and explorer.head_picker.disabled
@@ -132,7 +136,9 @@ def test_long_traces_send_only_a_pooled_matrix():
     explorer = build_explorer(data, max_size=150)
     image = explorer.views.heat.data["image"][0]
     assert image.shape == (150, 150)
-    np.testing.assert_allclose(np.tril(image), np.tril(downsample(select_matrix(data, None, None), 150)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.tril(image), np.tril(downsample(select_matrix(data, None, None), 150)), rtol=1e-5
+    )
     # Tap coordinates stay in sentence units.
     explorer.views.heat_figure._trigger_event(Tap(model=explorer.views.heat_figure, x=333.2, y=400.0))
     assert explorer.selected == 333
