@@ -1,0 +1,359 @@
+"""Sparse tracing of a real model: one forward pass, Stream masks at every layer, O(T) records.
+
+The tracer plugs into transformers through its attention-function registry: it registers an attention
+function under the name ``"stream"`` and switches the model to it for the pass (and back afterwards,
+even on error). No modeling code is forked. At every layer the function receives the post-RoPE queries
+``[B, H, T, D]`` and keys ``[B, Hkv, T, D]``, estimates the Stream mask from them, and then
+
+* ``mode="observe"``: runs the model's ordinary causal attention (the flash kernel, which also returns
+  each query's log-sum-exp), so the model's output is unchanged, and records the model's true
+  probabilities exp(scale q.k - lse) at the kept entries only;
+* ``mode="sparse"``: computes attention over the kept entries only, renormalised, as a sparse-attention
+  model would, and records those probabilities.
+
+Memory: the masks and records are O(T) per layer and head (plus O(S^2) sentence sums); the work buffers
+of one chunk of query blocks are bounded (64 MiB); nothing of size T x T is allocated on any path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from stream_widgets.config import StreamConfig
+from stream_widgets.mask import StreamMask
+from stream_widgets.sparse_attention import dense_attention, masked_chunks, sparse_attention
+from stream_widgets.traces import Trace
+
+__all__ = ["MODES", "stream_attention", "trace"]
+
+MODES = ("observe", "sparse")
+_IMPLEMENTATION = "stream"
+# Inputs at least this long get a progress bar over layers by default.
+_PROGRESS_TOKENS = 2048
+
+MaskFn = Callable[[torch.Tensor, torch.Tensor, StreamConfig], StreamMask]
+
+
+class _Recorder:
+    """Receives every layer's attention call during one pass and keeps the O(T) records."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        mode: str,
+        mask_fn: MaskFn,
+        num_layers: int,
+        token_layers: Sequence[int],
+        token_heads: Sequence[int] | None,
+        sentence_ids: torch.Tensor | None,
+        num_sentences: int,
+        progress: bool,
+    ) -> None:
+        self.config, self.mode, self.mask_fn = config, mode, mask_fn
+        self.num_layers = num_layers
+        self.token_layers = set(token_layers)
+        self.token_heads = None if token_heads is None else list(token_heads)
+        self.sentence_ids = sentence_ids
+        self.num_sentences = num_sentences
+        self.masks: dict[int, StreamMask] = {}
+        self.retained_mass: dict[int, torch.Tensor] = {}
+        self.block_attention: dict[int, torch.Tensor] = {}
+        self.token_weights: dict[int, torch.Tensor] = {}
+        self.sentence_sums: dict[int, torch.Tensor] = {}
+        self.progress = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.progress = tqdm(total=num_layers, desc=f"tracing ({mode})", unit="layer")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+    # ----------------------------------------------------------------- the attention function
+    def attend(self, module, query, key, value, attention_mask, scaling, dropout, **kwargs):
+        """Attention of one layer; returns ``(out [B, T, H, D], None)`` as transformers expects."""
+        layer = getattr(module, "layer_idx", None)
+        if layer is None:
+            raise ValueError(f"{type(module).__name__} has no layer_idx: the Stream tracer cannot tell layers apart")
+        self._check_call(module, query, key, attention_mask, dropout, kwargs)
+        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+        mask = self.mask_fn(query, key, self.config)
+        b, h, t, _ = query.shape
+        self.masks[layer] = mask.to("cpu")
+        mass = torch.zeros(b, h, mask.num_q_blocks * mask.q_block)
+        blocks = torch.zeros(b, h, mask.num_q_blocks, mask.kv_indices.shape[-1])
+        heads = list(range(h)) if self.token_heads is None else self.token_heads
+        tokens = None
+        if layer in self.token_layers:
+            tokens = torch.zeros(len(heads), mask.num_q_blocks, mask.q_block, mask.kv_indices.shape[-1] * mask.k_block)
+        sums = None
+        if self.sentence_ids is not None:
+            s = self.num_sentences
+            sums = torch.zeros(b, h, s * s + 1, device=query.device)
+            sid = self._padded_sentence_ids(mask, query.device)
+
+        if self.mode == "observe":
+            out, lse = dense_attention(query, key, value, scale)
+            lse_blocks = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * mask.q_block - t))
+            lse_blocks = lse_blocks.view(b, h, mask.num_q_blocks, mask.q_block)
+            # exp(logit - lse) in place: the chunk's logits become the true probabilities.
+            pieces = ((c, c.logits.sub_(lse_blocks[:, :, c.rows, :, None]).exp_(), None)
+                      for c in masked_chunks(query, key, mask, scale))
+        else:
+            out = torch.empty(b, h, mask.num_q_blocks, mask.q_block, query.shape[-1], dtype=query.dtype,
+                              device=query.device)
+            pieces = sparse_attention(query, key, value, mask, scale)
+
+        qb, kb = mask.q_block, mask.k_block
+        for chunk, probs, chunk_out in pieces:
+            n = probs.shape[2]
+            if chunk_out is not None:
+                out[:, :, chunk.rows] = chunk_out.to(out.dtype)
+            per_block = probs.view(b, h, n, qb, -1, kb).sum(dim=-1)  # [B, H, n, qb, K]
+            mass[:, :, chunk.rows.start * qb : chunk.rows.stop * qb] = per_block.sum(-1).reshape(b, h, n * qb).cpu()
+            blocks[:, :, chunk.rows] = per_block.sum(dim=3).cpu()
+            if tokens is not None:
+                tokens[:, chunk.rows] = probs[0, heads].cpu()
+            if sums is not None:
+                q_sid = sid[chunk.query_pos]  # [n, qb]
+                k_sid = sid[chunk.key_pos]  # [B, H, n, K * kb]
+                both = (q_sid[None, None, :, :, None] >= 0) & (k_sid[:, :, :, None, :] >= 0)
+                flat = torch.where(
+                    both, q_sid[None, None, :, :, None] * self.num_sentences + k_sid[:, :, :, None, :], sums.shape[-1] - 1
+                )
+                sums.scatter_add_(-1, flat.reshape(b, h, -1), probs.reshape(b, h, -1))
+
+        self.retained_mass[layer] = mass[..., :t]
+        self.block_attention[layer] = blocks
+        if tokens is not None:
+            self.token_weights[layer] = tokens
+        if sums is not None:
+            s = self.num_sentences
+            self.sentence_sums[layer] = sums[..., :-1].reshape(b, h, s, s).cpu()
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.mode == "sparse":
+            out = out.reshape(b, h, -1, query.shape[-1])[:, :, :t]
+        return out.transpose(1, 2).contiguous(), None
+
+    def _padded_sentence_ids(self, mask: StreamMask, device) -> torch.Tensor:
+        """int64 sentence id of every position up to the padded block ends (-1: no sentence or padding)."""
+        length = max(mask.num_q_blocks * mask.q_block, mask.num_k_blocks * mask.k_block)
+        sid = torch.full((length,), -1, dtype=torch.int64, device=device)
+        sid[: self.sentence_ids.shape[0]] = self.sentence_ids.to(device)
+        return sid
+
+    @staticmethod
+    def _check_call(module, query, key, attention_mask, dropout, kwargs) -> None:
+        name = type(module).__name__
+        if query.shape[2] != key.shape[2]:
+            raise ValueError(
+                f"{name}: {query.shape[2]} queries against {key.shape[2]} keys; the tracer handles one full "
+                "forward pass without a KV cache (call the model with use_cache=False, no past_key_values)"
+            )
+        if attention_mask is not None:
+            raise ValueError(f"{name}: got an explicit attention mask; the tracer supports one unpadded causal sequence")
+        if kwargs.get("sliding_window") and query.shape[2] > kwargs["sliding_window"]:
+            raise ValueError(
+                f"{name} uses sliding-window attention ({kwargs['sliding_window']} tokens) and the text is "
+                f"{query.shape[2]} tokens; the tracer models full causal attention only"
+            )
+        if kwargs.get("softcap") or kwargs.get("s_aux") is not None:
+            raise ValueError(f"{name} soft-caps attention logits or uses learned sinks; the tracer cannot model it")
+        if dropout and module.training:
+            raise ValueError(f"{name} is in training mode with attention dropout; call model.eval() first")
+
+    # ----------------------------------------------------------------- results
+    def stacked(self) -> dict[str, torch.Tensor | list[StreamMask] | dict[int, torch.Tensor]]:
+        """The records as ``[L, H, ...]`` tensors (batch of one), after checking every layer was seen."""
+        missing = sorted(set(range(self.num_layers)) - set(self.masks))
+        if missing:
+            raise ValueError(
+                f"layers {missing} never called the Stream attention function: this model's attention does "
+                "not go (entirely) through transformers' AttentionInterface, so it cannot be traced"
+            )
+        layers = range(self.num_layers)
+        width = max(self.block_attention[i].shape[-1] for i in layers)
+        blocks = [torch.nn.functional.pad(self.block_attention[i], (0, width - self.block_attention[i].shape[-1]))
+                  for i in layers]
+        return {
+            "masks": [self.masks[i] for i in layers],
+            "retained_mass": torch.stack([self.retained_mass[i][0] for i in layers]),
+            "block_attention": torch.stack([b[0] for b in blocks]),
+            "token_weights": {i: self.token_weights[i] for i in sorted(self.token_weights)},
+            "sentence_attention_sum": (
+                torch.stack([self.sentence_sums[i][0] for i in layers]) if self.sentence_sums else None
+            ),
+        }
+
+
+def _stream_attention_function(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The function registered as ``"stream"`` in transformers' AttentionInterface."""
+    if _ACTIVE is None:
+        raise RuntimeError(
+            "the 'stream' attention implementation was called outside stream_widgets tracing; switch the model "
+            "back with model.set_attn_implementation('sdpa')"
+        )
+    return _ACTIVE.attend(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+
+
+_ACTIVE: _Recorder | None = None
+
+
+@contextlib.contextmanager
+def stream_attention(
+    model,
+    config: StreamConfig | None = None,
+    mode: str = "observe",
+    *,
+    mask_fn: MaskFn | None = None,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    sentence_ids: torch.Tensor | None = None,
+    num_sentences: int = 0,
+    progress: bool = False,
+) -> Iterator[_Recorder]:
+    """Run the model with Stream attention inside the block; yields the recorder of the pass.
+
+    The model is switched to the ``"stream"`` attention implementation on entry and back to its previous
+    one on exit, also when the block raises. One forward pass (batch of one, no cache) per block.
+
+    Args:
+        model: A transformers causal LM whose attention goes through `AttentionInterface`.
+        config: Estimator settings; `StreamConfig()` if None.
+        mode: ``"observe"`` or ``"sparse"`` (see the module docstring).
+        mask_fn: ``(q, k, config) -> StreamMask``; `estimate_mask` if None (`oracle_mask` for the exact
+            reference).
+        layers: Layers whose token-level weights to keep (none if None).
+        heads: Query heads whose token-level weights to keep (all if None).
+        sentence_ids: int64 ``[T]`` sentence of every token (-1 for none), to accumulate sentence sums.
+        num_sentences: S, the number of sentences.
+        progress: Show a progress bar over layers.
+    """
+    global _ACTIVE
+    from transformers import AttentionInterface
+
+    from stream_widgets.models import check_traceable
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_traceable(model)
+    if _ACTIVE is not None:
+        raise RuntimeError("a Stream tracing pass is already running; passes cannot be nested")
+    if mask_fn is None:
+        from stream_widgets.estimator import estimate_mask
+
+        mask_fn = estimate_mask
+    num_layers = model.config.get_text_config().num_hidden_layers
+    for name, chosen, bound in (("layers", layers, num_layers), ("heads", heads, model.config.get_text_config().num_attention_heads)):
+        bad = [i for i in (chosen or ()) if not 0 <= int(i) < bound]
+        if bad:
+            raise ValueError(f"{name} {bad} out of range: the model has {bound} {name}")
+    recorder = _Recorder(
+        config or StreamConfig(), mode, mask_fn, num_layers, layers or (), heads, sentence_ids, num_sentences, progress
+    )
+    AttentionInterface.register(_IMPLEMENTATION, _stream_attention_function)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(_IMPLEMENTATION)
+    _ACTIVE = recorder
+    try:
+        yield recorder
+    finally:
+        _ACTIVE = None
+        model.set_attn_implementation(previous)
+        recorder.close()
+
+
+def _sentence_ids(text: str, offsets: torch.Tensor):
+    from stream_widgets.sentences import split_sentences, token_spans
+
+    spans = token_spans(split_sentences(text), offsets.tolist(), text)
+    ids = torch.full((offsets.shape[0],), -1, dtype=torch.int64)
+    for sentence in spans:
+        ids[sentence.token_start : sentence.token_end] = sentence.index
+    return spans, ids
+
+
+def tokenize(tokenizer, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids [1, T], offsets [T, 2])`` of a text, with the tokenizer's usual special tokens."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; tracing needs token offsets")
+    encoding = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+    return encoding["input_ids"], encoding["offset_mapping"][0].to(torch.int64)
+
+
+def trace(
+    model,
+    tokenizer,
+    text: str,
+    config: StreamConfig | None = None,
+    mode: str = "observe",
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    sentences: bool = True,
+    *,
+    mask_fn: MaskFn | None = None,
+    progress: bool | None = None,
+) -> Trace:
+    """Trace one forward pass of `model` over `text` with Stream masks at every layer and head.
+
+    Args:
+        model: A transformers causal LM (see `stream_widgets.load_model`).
+        tokenizer: Its (fast) tokenizer.
+        text: Prompt + chain of thought.
+        config: Estimator settings; `StreamConfig()` if None.
+        mode: ``"observe"``: the model's own attention, recording its true probabilities at the kept
+            entries; ``"sparse"``: attention over the kept entries only (renormalised).
+        layers: Layers whose token-level weights are kept (``[H', Qb, q_block, K * k_block]`` each);
+            none if None.
+        heads: Heads kept for those layers; all if None.
+        sentences: Split the text into sentences and accumulate the ``[L, H, S, S]`` attention sums.
+        mask_fn: Mask builder ``(q, k, config) -> StreamMask``; `estimate_mask` if None.
+        progress: Progress bar over layers; by default on for inputs of >= 2,048 tokens.
+
+    Returns:
+        The `Trace`.
+
+    Raises:
+        ValueError: For an unknown mode, layers/heads out of range, a text longer than the model's
+            context, or a model that cannot be traced.
+
+    Cost: one forward pass plus, per layer, the mask estimate and O(retained) work; memory O(T) per layer.
+    """
+    from stream_widgets.models import check_context_length, model_id
+
+    config = config or StreamConfig()
+    input_ids, offsets = tokenize(tokenizer, text)
+    t = input_ids.shape[1]
+    check_context_length(model, t)
+    spans, sentence_ids = _sentence_ids(text, offsets) if sentences else ([], None)
+    device = next(model.parameters()).device
+    with (
+        stream_attention(
+            model, config, mode, mask_fn=mask_fn, layers=layers, heads=heads, sentence_ids=sentence_ids,
+            num_sentences=len(spans), progress=t >= _PROGRESS_TOKENS if progress is None else progress,
+        ) as recorder,
+        torch.inference_mode(),
+    ):
+        model.get_decoder()(input_ids=input_ids.to(device), use_cache=False)
+    records = recorder.stacked()
+    num_heads = records["retained_mass"].shape[1]
+    return Trace(
+        text=text,
+        model_id=model_id(model),
+        config=config,
+        mode=mode,
+        input_ids=input_ids[0].cpu(),
+        offsets=offsets,
+        masks=records["masks"],
+        retained_mass=records["retained_mass"],
+        block_attention=records["block_attention"],
+        token_weights=records["token_weights"],
+        token_heads=() if not layers else tuple(range(num_heads)) if heads is None else tuple(int(h) for h in heads),
+        sentences=spans,
+        sentence_attention_sum=records["sentence_attention_sum"],
+    )
