@@ -163,25 +163,31 @@ class StreamMask:
         return dense & causal
 
     def to_block_mask(self):
-        """The same mask as a `torch.nn.attention.flex_attention.BlockMask` (causal `mask_mod`).
+        """The same mask as a `torch.nn.attention.flex_attention.BlockMask`.
 
-        Usable with `flex_attention(q, k, v, block_mask=...)` for sparse attention over exactly the
-        kept blocks. The BlockMask layout needs ``[B, H, Qb, Kb]`` indices, i.e. O(T^2 / blocks) ints.
+        Usable with `flex_attention(q, k, v, block_mask=...)` for attention over exactly the kept blocks.
+        Its `mask_mod` is causal and also looks the block up in the kept-block table, so paths that
+        evaluate `mask_mod` densely (eager flex_attention on CPU) agree with the block-sparse kernels.
+        The BlockMask layout needs ``[B, H, Qb, Kb]`` entries, i.e. O(T^2 / blocks) ints.
         """
         from torch.nn.attention.flex_attention import BlockMask
 
-        def causal(b, h, q_idx, kv_idx):
-            return q_idx >= kv_idx
+        kept = self.to_block_dense()
+        q_block, k_block = self.q_block, self.k_block
+
+        def kept_and_causal(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & kept[b, h, q_idx // q_block, kv_idx // k_block]
 
         b, h, qn = self.kv_num_blocks.shape
-        width = max(self.num_k_blocks, self.kv_indices.shape[-1])
-        indices = torch.zeros(b, h, qn, width, dtype=torch.int32, device=self.device)
-        indices[..., : self.kv_indices.shape[-1]] = torch.where(self.valid(), self.kv_indices, 0)
+        # BlockMask wants one column per key block; kept blocks come first and never outnumber them.
+        width = min(self.num_k_blocks, self.kv_indices.shape[-1])
+        indices = torch.zeros(b, h, qn, self.num_k_blocks, dtype=torch.int32, device=self.device)
+        indices[..., :width] = torch.where(self.valid(), self.kv_indices, 0)[..., :width]
         return BlockMask.from_kv_blocks(
             self.kv_num_blocks.to(torch.int32),
             indices,
-            BLOCK_SIZE=(self.q_block, self.k_block),
-            mask_mod=causal,
+            BLOCK_SIZE=(q_block, k_block),
+            mask_mod=kept_and_causal,
             seq_lengths=(self.seq_len, self.seq_len),
         )
 

@@ -1,0 +1,41 @@
+import pytest
+
+from stream_widgets import StreamConfig
+
+
+def test_defaults_are_valid_and_documented():
+    config = StreamConfig()
+    assert (config.q_block, config.k_block, config.top_k, config.sink, config.window) == (64, 16, 32, 16, 64)
+    assert config.score_rule == "representative"
+    for name in ("q_block", "k_block", "top_k", "sink", "window", "score_rule"):
+        assert name in StreamConfig.__doc__
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("q_block", 0), ("k_block", -1), ("top_k", 0), ("sink", -1), ("window", -5), ("q_block", 2.0), ("top_k", True)],
+)
+def test_bad_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        StreamConfig(**{field: value})
+
+
+def test_bad_score_rule():
+    with pytest.raises(ValueError, match="score_rule"):
+        StreamConfig(score_rule="centre")
+
+
+def test_frozen_and_round_trip():
+    config = StreamConfig(top_k=4, score_rule="bound")
+    with pytest.raises(AttributeError):
+        config.top_k = 5
+    assert StreamConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        StreamConfig.from_dict({"q_blok": 4})
+
+
+def test_derived_block_counts():
+    config = StreamConfig(q_block=64, k_block=16, sink=17, window=64, top_k=8)
+    assert config.sink_blocks == 2
+    assert config.max_window_blocks == (64 + 63) // 16 + 2
+    assert config.max_blocks_per_row == 2 + config.max_window_blocks + 8

@@ -1,0 +1,236 @@
+"""The hierarchical search against its properties and against the exact oracle."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_widgets import StreamConfig, estimate_mask, oracle_mask
+
+
+def _inputs(b, h, hkv, t, d, seed, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, t, d, generator=generator).to(dtype)
+    k = torch.randn(b, hkv, t, d, generator=generator).to(dtype)
+    return q, k
+
+
+def _reference_layout(t, config):
+    """Per query block, in plain Python: (sink blocks, candidate blocks, local blocks)."""
+    rows = []
+    for i in range(-(-t // config.q_block)):
+        q_start = i * config.q_block
+        q_end = min(q_start + config.q_block, t)
+        local_start = max(q_start - config.window, 0) // config.k_block
+        last = (q_end - 1) // config.k_block
+        sink_end = min(config.sink_blocks, local_start)
+        rows.append((set(range(sink_end)), set(range(sink_end, local_start)), set(range(local_start, last + 1))))
+    return rows
+
+
+def _kept(mask, b, h, i):
+    n = int(mask.kv_num_blocks[b, h, i])
+    return mask.kv_indices[b, h, i, :n].tolist()
+
+
+def _block_scores(q, k, config):
+    """Exact score of every (query block, key block), the slow obvious way: [B, H, Qb, Kb]."""
+    b, h, t, _ = q.shape
+    group = h // k.shape[1]
+    logits = torch.einsum("bhtd,bhsd->bhts", q.float(), k.float().repeat_interleave(group, dim=1))
+    qn, kn = -(-t // config.q_block), -(-t // config.k_block)
+    scores = torch.full((b, h, qn, kn), float("-inf"))
+    for i in range(qn):
+        for j in range(kn):
+            block = logits[:, :, i * config.q_block : (i + 1) * config.q_block, j * config.k_block : (j + 1) * config.k_block]
+            scores[:, :, i, j] = block.amax(dim=(-1, -2))
+    return scores
+
+
+shapes = st.fixed_dictionaries(
+    {
+        "b": st.integers(1, 2),
+        "hkv": st.integers(1, 3),
+        "group": st.integers(1, 3),
+        "t": st.integers(1, 300),
+        "d": st.sampled_from([4, 8, 16]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+configs = st.builds(
+    StreamConfig,
+    q_block=st.integers(1, 40),
+    k_block=st.integers(1, 40),
+    top_k=st.integers(1, 8),
+    sink=st.integers(0, 40),
+    window=st.integers(0, 80),
+    score_rule=st.sampled_from(["representative", "bound"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=shapes, config=configs)
+def test_mask_properties(shape, config):
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    mask = estimate_mask(q, k, config)
+
+    assert mask.kv_num_blocks.shape == (b, h, -(-t // config.q_block))
+    assert mask.kv_indices.shape[-1] == config.max_blocks_per_row
+    layout = _reference_layout(t, config)
+    for bi in range(b):
+        for hi in range(h):
+            for i, (sinks, candidates, local) in enumerate(layout):
+                kept = _kept(mask, bi, hi, i)
+                assert kept == sorted(set(kept)), "indices ascending and unique"
+                assert sinks | local <= set(kept), "sinks, window and diagonal always kept"
+                chosen = set(kept) - sinks - local
+                assert chosen <= candidates, "causal: nothing past the diagonal block"
+                assert len(chosen) == min(config.top_k, len(candidates)), "top_k chosen per query block"
+    dense = mask.to_dense()
+    assert not (dense & ~torch.ones(t, t, dtype=torch.bool).tril()).any(), "token-level causal"
+    assert estimate_mask(q, k, config).equal(mask), "deterministic"
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, config=configs)
+def test_search_is_exact_when_candidates_fit_top_k(shape, config):
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    roomy = StreamConfig(**{**config.to_dict(), "top_k": -(-t // config.k_block)})
+    assert estimate_mask(q, k, roomy).equal(oracle_mask(q, k, roomy))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, config=configs)
+def test_oracle_keeps_the_highest_scoring_candidates(shape, config):
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    mask = oracle_mask(q, k, config)
+    scores = _block_scores(q, k, config)
+    for bi in range(b):
+        for hi in range(h):
+            for i, (sinks, candidates, local) in enumerate(_reference_layout(t, config)):
+                chosen = set(_kept(mask, bi, hi, i)) - sinks - local
+                dropped = candidates - chosen
+                if chosen and dropped:
+                    worst_kept = min(scores[bi, hi, i, j] for j in chosen)
+                    best_dropped = max(scores[bi, hi, i, j] for j in dropped)
+                    assert worst_kept >= best_dropped - 1e-4
+
+
+def _planted(t=1024, d=16, strong_block=5, seed=0):
+    """Keys of one block point along the queries' shared direction, far above the rest."""
+    q, k = _inputs(1, 2, 1, t, d, seed)
+    direction = torch.zeros(d)
+    direction[0] = 1.0
+    q = q + 3.0 * direction
+    k[:, :, strong_block * 16 + 3] += 40.0 * direction  # one key, off the range's centre block
+    return q, k
+
+
+def test_bound_rule_finds_a_strong_key_the_representative_can_miss():
+    q, k = _planted()
+    config = StreamConfig(q_block=32, k_block=16, top_k=2, sink=0, window=32, score_rule="bound")
+    mask = estimate_mask(q, k, config)
+    oracle = oracle_mask(q, k, config)
+    late_rows = range(8, mask.num_q_blocks)  # rows whose candidates include block 5 among many
+    for i in late_rows:
+        assert 5 in _kept(oracle, 0, 0, i)
+        assert 5 in _kept(mask, 0, 0, i), f"bound search lost the planted block at query block {i}"
+
+
+def test_recall_against_the_oracle_on_structured_input():
+    # Queries attend mostly to a few key blocks (as trained heads do): the search should find them.
+    q, k = _planted()
+    config = StreamConfig(q_block=32, k_block=16, top_k=8, sink=16, window=32)
+    kept = estimate_mask(q, k, config).to_block_dense()
+    exact = oracle_mask(q, k, config).to_block_dense()
+    assert (kept & exact).sum() / exact.sum() > 0.8
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs(dtype):
+    q, k = _inputs(1, 4, 2, 200, 16, 3, dtype)
+    config = StreamConfig(q_block=16, k_block=8, top_k=4)
+    mask = estimate_mask(q, k, config)
+    # Scores are computed in fp32 from the given values, so the mask equals the fp32 one of those values.
+    assert mask.equal(estimate_mask(q.float(), k.float(), config))
+
+
+def test_gqa_heads_share_keys_but_get_their_own_masks():
+    q, k = _inputs(1, 6, 2, 256, 16, 7)
+    config = StreamConfig(q_block=16, k_block=8, top_k=2, sink=0, window=0)
+    mask = estimate_mask(q, k, config)
+    # Each query head's mask equals that of a lone head attending to its own KV head.
+    for h in range(6):
+        alone = estimate_mask(q[:, h : h + 1], k[:, h // 3 : h // 3 + 1], config)
+        assert torch.equal(alone.kv_indices[0, 0], mask.kv_indices[0, h])
+    assert not torch.equal(mask.kv_indices[0, 0], mask.kv_indices[0, 1])
+
+
+def test_chunking_does_not_change_the_result():
+    q, k = _inputs(1, 3, 1, 500, 16, 11)
+    for rule in ("representative", "bound"):
+        config = StreamConfig(q_block=8, k_block=4, top_k=3, score_rule=rule)
+        whole = estimate_mask(q, k, config)
+        assert estimate_mask(q, k, config, max_chunk_bytes=1).equal(whole)
+        assert oracle_mask(q, k, config, max_chunk_bytes=1).equal(oracle_mask(q, k, config))
+
+
+@pytest.mark.parametrize(
+    "q_shape, k_shape, dtype, error, match",
+    [
+        ((2, 64, 8), (1, 2, 64, 8), torch.float32, ValueError, "dim"),
+        ((1, 4, 64, 8), (1, 3, 64, 8), torch.float32, ValueError, "multiple"),
+        ((1, 4, 64, 8), (1, 2, 32, 8), torch.float32, ValueError, "agree"),
+        ((1, 4, 64, 8), (1, 2, 64, 4), torch.float32, ValueError, "agree"),
+        ((1, 4, 0, 8), (1, 2, 0, 8), torch.float32, ValueError, "empty"),
+        ((1, 4, 64, 8), (1, 2, 64, 8), torch.int64, TypeError, "floating"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(q_shape, k_shape, dtype, error, match):
+    q, k = torch.zeros(q_shape, dtype=dtype), torch.zeros(k_shape, dtype=dtype)
+    with pytest.raises(error, match=match):
+        estimate_mask(q, k)
+    with pytest.raises(error, match=match):
+        oracle_mask(q, k)
+
+
+def test_bad_config_type():
+    q, k = _inputs(1, 2, 1, 16, 8, 0)
+    with pytest.raises(TypeError, match="StreamConfig"):
+        estimate_mask(q, k, {"top_k": 4})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("score_rule", ["representative", "bound"])
+def test_compiles_fullgraph_and_matches_eager(score_rule):
+    q, k = _inputs(1, 4, 2, 300, 16, 5)
+    config = StreamConfig(q_block=16, k_block=8, top_k=4, sink=8, window=16, score_rule=score_rule)
+    compiled = torch.compile(estimate_mask, fullgraph=True)
+    assert compiled(q, k, config).equal(estimate_mask(q, k, config))
+
+
+@pytest.mark.slow
+def test_memory_stays_far_below_t_squared():
+    # k_block=1 makes (T / k_block)^2 = T^2: a 16k x 16k fp32 buffer would be 1 GiB. Peak RSS growth of a
+    # fresh process must stay far below that; the inputs and the mask take a few MiB.
+    script = textwrap.dedent(
+        """
+        import resource, torch
+        from stream_widgets import StreamConfig, estimate_mask
+        torch.set_num_threads(1)
+        q, k = torch.randn(1, 2, 16384, 16), torch.randn(1, 1, 16384, 16)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for rule in ("representative", "bound"):
+            estimate_mask(q, k, StreamConfig(q_block=16, k_block=1, top_k=8, score_rule=rule))
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+        """
+    )
+    growth = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert growth < 256 * 2**20, f"peak memory grew by {growth / 2**20:.0f} MiB"
