@@ -1,0 +1,197 @@
+"""The tracer: chunked masked attention against dense references, tiny and real models, Trace files."""
+
+import pytest
+import torch
+
+from stream_widgets.config import StreamConfig
+from stream_widgets.estimator import estimate_mask
+from stream_widgets.sparse_attention import (
+    _chunked_attention,
+    dense_attention,
+    masked_chunks,
+    reference_attention,
+    sparse_attention,
+)
+from stream_widgets.traces import Trace
+from stream_widgets.tracer import stream_attention, tokenize, trace
+from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
+
+SMALL = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
+KEEP_ALL = StreamConfig(q_block=8, k_block=4, top_k=100_000, sink=4, window=8)
+
+
+def _qkv(t=45, heads=6, kv_heads=2, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, heads, t, d, generator=g) * 2
+    k = torch.randn(1, kv_heads, t, d, generator=g) * 2
+    v = torch.randn(1, kv_heads, t, d, generator=g)
+    return q, k, v
+
+
+# ----------------------------------------------------------------- chunked attention vs references
+def test_dense_attention_and_lse_match_reference():
+    q, k, v = _qkv()
+    out, lse, _ = reference_attention(q, k, v, 0.25)
+    for got_out, got_lse in (dense_attention(q, k, v, 0.25), _chunked_attention(
+            q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), 0.25, max_chunk_bytes=4096)):
+        torch.testing.assert_close(got_out, out, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got_lse, lse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2**26])
+def test_masked_probabilities_match_dense_at_kept_entries(chunk_bytes):
+    q, k, v = _qkv()
+    mask = estimate_mask(q, k, SMALL)
+    _, lse, probs = reference_attention(q, k, v, 0.25)
+    keep = mask.to_dense()
+    got = torch.zeros(1, 6, mask.num_q_blocks * 8, 46)
+    lse_rows = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * 8 - 45)).view(1, 6, -1, 8)
+    for chunk in masked_chunks(q, k, mask, 0.25, max_chunk_bytes=chunk_bytes):
+        p = torch.exp(chunk.logits - lse_rows[:, :, chunk.rows, :, None])
+        assert not p[:, :, chunk.query_pos >= 45].any()  # padding query rows see nothing
+        for n, row in enumerate(range(chunk.rows.start, chunk.rows.stop)):
+            cols = torch.where(chunk.key_pos[:, :, n] < 45, chunk.key_pos[:, :, n], 45)
+            got[:, :, row * 8 : row * 8 + 8].scatter_add_(-1, cols[:, :, None, :].expand(-1, -1, 8, -1), p[:, :, n])
+    got = got[:, :, :45, :45]
+    torch.testing.assert_close(got, torch.where(keep, probs, 0.0), atol=1e-6, rtol=1e-5)
+    assert 0.0 < mask.sparsity().item() < 1.0
+
+
+def test_sparse_attention_matches_masked_reference():
+    q, k, v = _qkv(t=37)
+    mask = estimate_mask(q, k, SMALL)
+    ref_out, _, _ = reference_attention(q, k, v, 0.25, keep=mask.to_dense())
+    out = torch.zeros(1, 6, mask.num_q_blocks, 8, 16)
+    for chunk, probs, chunk_out in sparse_attention(q, k, v, mask, 0.25, max_chunk_bytes=1):
+        out[:, :, chunk.rows] = chunk_out
+        sums = probs.sum(-1)[:, :, chunk.query_pos < 37]
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+    torch.testing.assert_close(out.reshape(1, 6, -1, 16)[:, :, :37], ref_out, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------- tiny random models
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def tiny(request):
+    return tiny_model(request.param), tiny_tokenizer()
+
+
+def _eager_attentions(model, ids):
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            return model(ids, output_attentions=True)
+    finally:
+        model.set_attn_implementation("sdpa")
+
+
+def test_tiny_observe_leaves_output_unchanged_and_records_true_probabilities(tiny):
+    model, tokenizer = tiny
+    ids, _ = tokenize(tokenizer, TEXT)
+    with torch.inference_mode():
+        dense = model(ids).logits
+    with stream_attention(model, SMALL, "observe"), torch.inference_mode():
+        observed = model(ids, use_cache=False).logits
+    assert model.config._attn_implementation == "sdpa"  # restored
+    torch.testing.assert_close(observed, dense, atol=1e-5, rtol=0)
+
+    result = trace(model, tokenizer, TEXT, SMALL, layers=[0, 1], heads=[0, 3])
+    eager = _eager_attentions(model, ids)
+    for layer in (0, 1):
+        for head in (0, 3):
+            keep = result.masks[layer].to_dense()[0, head]
+            true = eager.attentions[layer][0, head]
+            torch.testing.assert_close(result.token_attention(layer, head), torch.where(keep, true, 0.0), atol=1e-6, rtol=0)
+            torch.testing.assert_close(result.retained_mass[layer, head], (true * keep).sum(-1), atol=1e-5, rtol=0)
+    assert result.sparsity().mean() > 0.2
+    assert (result.retained_mass < 1.0 + 1e-5).all() and (result.retained_mass > 0).all()
+
+
+def test_tiny_sentence_sums_and_block_attention_match_reference(tiny):
+    model, tokenizer = tiny
+    ids, _ = tokenize(tokenizer, TEXT)
+    result = trace(model, tokenizer, TEXT, SMALL, layers=[0, 1])
+    sid = torch.full((ids.shape[1],), -1)
+    for s in result.sentences:
+        sid[s.token_start : s.token_end] = s.index
+    assert len(result.sentences) >= 4 and (sid >= 0).sum() > 10
+    onehot = torch.nn.functional.one_hot(sid.clamp_min(0), len(result.sentences)).float() * (sid >= 0)[:, None]
+    for layer in (0, 1):
+        for head in range(4):
+            weights = result.token_attention(layer, head)
+            expected = onehot.T @ weights @ onehot
+            torch.testing.assert_close(result.sentence_attention_sum[layer, head], expected, atol=1e-5, rtol=1e-5)
+            # block attention sums back to the retained mass of each query block
+            mass = result.retained_mass[layer, head]
+            per_block = torch.nn.functional.pad(mass, (0, 8 * result.masks[layer].num_q_blocks - mass.shape[0]))
+            torch.testing.assert_close(result.block_attention[layer, head].sum(-1), per_block.view(-1, 8).sum(-1),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_sparse_keep_all_equals_dense_and_pruning_changes_output(tiny):
+    model, tokenizer = tiny
+    ids, _ = tokenize(tokenizer, TEXT)
+    with torch.inference_mode():
+        dense = model(ids).logits
+        with stream_attention(model, KEEP_ALL, "sparse") as recorder:
+            full = model(ids, use_cache=False).logits
+        assert all(m.sparsity().item() == 0.0 for m in recorder.stacked()["masks"])
+        with stream_attention(model, SMALL, "sparse"):
+            pruned = model(ids, use_cache=False).logits
+    torch.testing.assert_close(full, dense, atol=1e-5, rtol=0)
+    assert (pruned - dense).abs().max() > 1e-3
+
+
+def test_implementation_restored_after_error(tiny):
+    model, _ = tiny
+    with pytest.raises(RuntimeError, match="boom"), stream_attention(model, SMALL):
+        raise RuntimeError("boom")
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_bad_arguments(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="mode must be one of"):
+        trace(model, tokenizer, TEXT, SMALL, mode="dense")
+    with pytest.raises(ValueError, match="layers \\[7\\] out of range"):
+        trace(model, tokenizer, TEXT, SMALL, layers=[7])
+    with pytest.raises(ValueError, match="context of 8 tokens"):
+        short = tiny_model(max_positions=8)
+        trace(short, tokenizer, TEXT, SMALL)
+
+
+# ----------------------------------------------------------------- Trace files
+@pytest.fixture(scope="module")
+def saved_trace(tmp_path_factory):
+    model, tokenizer = tiny_model(), tiny_tokenizer()
+    result = trace(model, tokenizer, TEXT, SMALL, layers=[1], heads=[2])
+    path = result.save(tmp_path_factory.mktemp("trace") / "t.safetensors")
+    return result, path
+
+
+def test_trace_round_trip_is_exact(saved_trace):
+    result, path = saved_trace
+    loaded = Trace.load(path)
+    assert loaded.equal(result)
+    assert loaded.sentences == result.sentences and loaded.config == result.config
+    assert list(path.parent.iterdir()) == [path]  # no temp file left
+    assert "Trace(" in repr(loaded)
+
+
+def test_trace_bad_files(saved_trace, tmp_path):
+    from safetensors.torch import save_file
+
+    _, path = saved_trace
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        Trace.load(truncated)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, foreign, metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="not a stream-widgets trace"):
+        Trace.load(foreign)
+    newer = tmp_path / "newer.safetensors"
+    save_file({"x": torch.zeros(2)}, newer, metadata={"format": "stream-widgets/trace", "version": "99"})
+    with pytest.raises(ValueError, match="newer stream-widgets"):
+        Trace.load(newer)
+    with pytest.raises(FileNotFoundError):
+        Trace.load(tmp_path / "missing.safetensors")
