@@ -1,0 +1,237 @@
+"""Thought anchors: vertical scores, receiver heads and anchors against loop references; Stream vs dense."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kurtosis, rankdata, spearmanr
+
+from stream_widgets.anchors import (
+    Anchor,
+    anchor_scores,
+    head_kurtosis,
+    mean_sentence_attention,
+    receiver_heads,
+    sentence_attention,
+    thought_anchors,
+    vertical_scores,
+)
+from stream_widgets.sentences import Sentence
+
+
+def _causal_random(rng, *shape):
+    """Random ``[..., S, S]`` lower-triangular matrix with a recency bias, like real sentence attention."""
+    s = shape[-1]
+    a = rng.random(shape) ** 3
+    rows, cols = np.indices((s, s))
+    a = a / (1.0 + rows - cols).clip(min=1)
+    return np.where(rows >= cols, a, 0.0)
+
+
+# ----------------------------------------------------------------------------------- loop references
+def _vertical_loop(a, proximity_ignore=4, variant="raw", min_later=1):
+    s = a.shape[0]
+    a = a.astype(np.float64).copy()
+    if variant == "distance":
+        profile = [np.mean([a[i, i - d] for i in range(d, s)]) for d in range(s)]
+        b = np.zeros_like(a)
+        for i in range(s):
+            for j in range(i + 1):
+                p = profile[i - j]
+                b[i, j] = a[i, j] / p if p > 0 else a[i, j]
+        a = b
+    elif variant == "depth":
+        b = np.zeros_like(a)
+        for i in range(s):
+            cells = [a[i, j] for j in range(s) if i - j >= proximity_ignore]
+            if cells:
+                ranks = rankdata(cells)
+                for j, r in enumerate(ranks):
+                    b[i, j] = r / len(cells)
+        a = b
+    out = np.full(s, np.nan)
+    for j in range(s):
+        rows = [a[i, j] for i in range(j + proximity_ignore, s)]
+        if len(rows) >= min_later:
+            out[j] = sum(rows) / len(rows)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["raw", "depth", "distance"])
+@pytest.mark.parametrize("proximity_ignore,min_later", [(4, 1), (1, 1), (4, 3), (2, 5)])
+def test_vertical_scores_match_loop(variant, proximity_ignore, min_later):
+    rng = np.random.default_rng(0)
+    a = _causal_random(rng, 2, 3, 17, 17)
+    got = vertical_scores(a, proximity_ignore, variant=variant, min_later=min_later)
+    assert got.shape == (2, 3, 17)
+    for layer in range(2):
+        for head in range(3):
+            want = _vertical_loop(a[layer, head], proximity_ignore, variant, min_later)
+            np.testing.assert_allclose(got[layer, head], want, rtol=1e-12, equal_nan=True)
+    # the last proximity_ignore + min_later - 1 sentences have too few later rows
+    assert np.isnan(got[..., 17 - (proximity_ignore + min_later - 1) :]).all()
+    assert not np.isnan(got[..., : 17 - (proximity_ignore + min_later - 1)]).any()
+
+
+def test_vertical_scores_ignore_cells_near_and_above_diagonal():
+    rng = np.random.default_rng(1)
+    a = _causal_random(rng, 12, 12)
+    b = a.copy()
+    rows, cols = np.indices(a.shape)
+    b[rows - cols < 4] = 99.0  # near the diagonal and above it: never read
+    np.testing.assert_array_equal(vertical_scores(a, variant="raw"), vertical_scores(b, variant="raw"))
+
+
+def test_control_depth_is_the_depth_variant_and_removes_row_scale():
+    rng = np.random.default_rng(2)
+    a = _causal_random(rng, 15, 15)
+    scaled = a * rng.uniform(0.1, 10.0, size=(15, 1))  # every row on its own scale
+    np.testing.assert_array_equal(vertical_scores(a, control_depth=True), vertical_scores(a, variant="depth"))
+    np.testing.assert_allclose(vertical_scores(scaled, variant="depth"), vertical_scores(a, variant="depth"))
+    assert not np.allclose(vertical_scores(scaled, variant="raw"), vertical_scores(a, variant="raw"), equal_nan=True)
+    with pytest.raises(ValueError, match="control_depth"):
+        vertical_scores(a, control_depth=True, variant="raw")
+
+
+def test_distance_variant_flattens_a_pure_recency_profile():
+    # attention that depends on distance only: every sentence is equally "anchored" after the control
+    s = 20
+    rows, cols = np.indices((s, s))
+    a = np.where(rows >= cols, 1.0 / (1.0 + np.abs(rows - cols)) ** 2, 0.0)
+    raw = vertical_scores(a, variant="raw", min_later=1)
+    flat = vertical_scores(a, variant="distance", min_later=1)
+    valid = ~np.isnan(flat)
+    np.testing.assert_allclose(flat[valid], 1.0)
+    assert np.nanargmax(raw) == valid.sum() - 1  # raw favours the latest sentence that has a score
+    # one sentence that everyone attends to twice as much stands out after the control
+    a[:, 5] *= 2.0
+    a = np.where(rows >= cols, a, 0.0)
+    assert np.nanargmax(vertical_scores(a, variant="distance", min_later=1)) == 5
+
+
+def test_vertical_scores_errors():
+    with pytest.raises(ValueError, match="variant"):
+        vertical_scores(np.zeros((6, 6)), variant="median")
+    with pytest.raises(ValueError, match=r"\[\.\.\., S, S\]"):
+        vertical_scores(np.zeros((6, 5)))
+    with pytest.raises(ValueError, match="proximity_ignore"):
+        vertical_scores(np.zeros((6, 6)), proximity_ignore=0)
+    with pytest.raises(ValueError, match="min_later"):
+        vertical_scores(np.zeros((6, 6)), min_later=0)
+
+
+def test_mean_sentence_attention_divides_by_token_pairs():
+    sums = torch.tensor([[[[2.0, 0.0, 0.0], [3.0, 4.0, 0.0], [6.0, 0.0, 1.0]]]])
+    counts = torch.tensor([2, 3, 0])
+    got = mean_sentence_attention(sums, counts)
+    want = np.array([[[[0.5, 0, 0], [0.5, 4 / 9, 0], [0, 0, 0]]]])
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="token_counts"):
+        mean_sentence_attention(sums, counts[:2])
+
+
+class _FakeTrace:
+    """What the anchors code reads from a `Trace`: sentence sums and sentences with token spans."""
+
+    def __init__(self, sums, token_counts):
+        self.sentence_attention_sum = torch.as_tensor(sums, dtype=torch.float32)
+        starts = np.concatenate([[0], np.cumsum(token_counts)[:-1]])
+        self.sentences = [
+            Sentence(i, f"sentence {i}.", 20 * i, 20 * i + 12, int(b), int(b + n))
+            for i, (b, n) in enumerate(zip(starts, token_counts, strict=True))
+        ]
+
+    def sentence_token_counts(self):
+        return torch.tensor([s.n_tokens for s in self.sentences])
+
+
+def _kurtosis_loop(matrices, **kwargs):
+    layers, heads = matrices[0].shape[:2]
+    out = np.full((layers, heads), np.nan)
+    for layer in range(layers):
+        for head in range(heads):
+            values = []
+            for m in matrices:
+                v = vertical_scores(m[layer, head], **kwargs)
+                v = v[~np.isnan(v)]
+                values.append(kurtosis(v, fisher=True))
+            out[layer, head] = np.mean(values)
+    return out
+
+
+def test_receiver_heads_pick_highest_mean_kurtosis():
+    rng = np.random.default_rng(3)
+    matrices = [_causal_random(rng, 4, 5, s, s) for s in (14, 20, 25)]
+    kwargs = {"variant": "raw", "min_later": 2}
+    want = _kurtosis_loop(matrices, **kwargs)
+    np.testing.assert_allclose(head_kurtosis(matrices, **kwargs), want, rtol=1e-10)
+    order = sorted(((want[layer, head], layer, head) for layer in range(4) for head in range(5)), reverse=True)
+    assert receiver_heads(matrices, top=6, **kwargs) == [(layer, head) for _, layer, head in order[:6]]
+    with pytest.raises(ValueError, match="only 20 heads"):
+        receiver_heads(matrices, top=21, **kwargs)
+
+
+def test_one_planted_receiver_head_is_found_and_drives_the_anchor():
+    rng = np.random.default_rng(4)
+    s = 30
+    a = _causal_random(rng, 3, 4, s, s) * 0.01
+    rows, cols = np.indices((s, s))
+    a[1, 2][:, 7] += np.where(rows[:, 7] >= 7, 0.5, 0.0)  # head (1, 2) looks back at sentence 7
+    heads = receiver_heads(a, top=1, variant="raw")
+    assert heads == [(1, 2)]
+    scores = anchor_scores(a, heads, variant="raw")
+    assert np.nanargmax(scores) == 7
+    np.testing.assert_allclose(scores, vertical_scores(a[1, 2], variant="raw"))
+
+
+def test_thought_anchors_from_trace_sums():
+    rng = np.random.default_rng(5)
+    counts = rng.integers(3, 9, size=16)
+    means = _causal_random(rng, 2, 3, 16, 16)
+    means[:, :, :, 3] += np.where(np.arange(16) >= 3, 0.4, 0.0)
+    fake = _FakeTrace(means * np.outer(counts, counts), counts)
+    np.testing.assert_allclose(sentence_attention(fake), means, rtol=1e-5)
+    anchors = thought_anchors(fake, top=3, variant="raw")
+    assert len(anchors) == 3 and all(isinstance(x, Anchor) for x in anchors)
+    assert anchors[0].index == 3 and anchors[0].text == "sentence 3."
+    assert [x.score for x in anchors] == sorted((x.score for x in anchors), reverse=True)
+    assert (anchors[0].token_start, anchors[0].token_end) == (int(counts[:3].sum()), int(counts[:4].sum()))
+    # explicit receiver heads and all sentences: at most the scored ones come back
+    many = thought_anchors(fake, receiver_heads=[(0, 0)], top=100, variant="raw", min_later=1)
+    assert len(many) == 16 - 4
+    with pytest.raises(ValueError, match="out of range"):
+        thought_anchors(fake, receiver_heads=[(5, 0)])
+    fake.sentence_attention_sum = None
+    with pytest.raises(ValueError, match="sentences=True"):
+        sentence_attention(fake)
+
+
+# ----------------------------------------------------------------------------------- real model
+@pytest.mark.slow
+def test_stream_anchors_agree_with_dense_reference(default_model):
+    """Stream (default config, observe mode) against dense attention on 2 bundled traces of ~1k tokens."""
+    from stream_widgets.data import list_bundled_traces, load_bundled_trace
+    from stream_widgets.dense_reference import dense_sentence_attention, truncate_to_tokens
+    from stream_widgets.tracer import trace
+
+    model, tokenizer = default_model
+    streams, denses, sparsity = [], [], []
+    for name in list_bundled_traces()[1:3]:
+        text = truncate_to_tokens(tokenizer, load_bundled_trace(name).full_cot, 1024)
+        traced = trace(model, tokenizer, text)
+        dense = dense_sentence_attention(model, tokenizer, text)
+        # the dense path sees every pair, Stream a subset of the same probabilities
+        stream_means = sentence_attention(traced)
+        assert stream_means.shape == dense.shape
+        assert (stream_means <= dense + 1e-4).all()
+        streams.append(stream_means)
+        denses.append(dense)
+        sparsity.append(float(traced.sparsity().mean()))
+    assert min(sparsity) > 0.2  # the comparison means something only if the mask drops pairs
+    heads_stream, heads_dense = receiver_heads(streams), receiver_heads(denses)
+    for s_means, d_means in zip(streams, denses, strict=True):
+        a, b = anchor_scores(s_means, heads_stream), anchor_scores(d_means, heads_dense)
+        valid = ~np.isnan(a)
+        assert spearmanr(a[valid], b[valid]).statistic >= 0.9
+        top_a = set(np.argsort(-np.nan_to_num(a, nan=-np.inf))[:5])
+        top_b = set(np.argsort(-np.nan_to_num(b, nan=-np.inf))[:5])
+        assert len(top_a & top_b) >= 4
