@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -18,8 +19,67 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Sparse attention interpretability for long chain-of-thought traces.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    del commands  # sub-commands are added here as they land
+
+    demo = commands.add_parser(
+        "demo", help="trace, tag and report a bundled reasoning trace with the default model"
+    )
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--trace", default=DEMO_TRACE, help=f"bundled trace name (default: {DEMO_TRACE})")
+    demo.set_defaults(func=_cmd_demo)
+
+    report = commands.add_parser("report", help="write the phase-tag report of a saved trace")
+    report.add_argument("trace", help="a trace file written by `stream-widgets trace` or Trace.save")
+    report.add_argument(
+        "--out", required=True, help="output folder for report.html, summary.json, sentences.csv"
+    )
+    report.set_defaults(func=_cmd_report)
     return parser
+
+
+DEMO_TRACE = "deepseek-r1-distill-qwen-14b/correct_base_solution/problem_2189"
+
+
+def _print_summary(data, html) -> None:
+    print(f"report: {html}")
+    print(f"        {html.parent / 'summary.json'}, {html.parent / 'sentences.csv'}")
+    meta = data.meta
+    print(
+        f"{meta['model']}: {meta['tokens']} tokens, {len(data.sentences)} sentences, sparsity {meta['sparsity']:.1%}"
+    )
+    print(
+        f"top thought anchors ({meta['score_variant']} score over {len(data.receiver_heads)} receiver heads):"
+    )
+    for i in data.top_anchors(5):
+        text = data.sentences[i].replace("\n", " ")
+        print(f"  [{i:>3}] {data.anchor_scores[i]:7.3f}  {data.tags[i]:<24} {text[:70]}")
+
+
+def _cmd_demo(args) -> int:
+    from stream_widgets.data import load_bundled_trace
+    from stream_widgets.explore import explore_data
+    from stream_widgets.models import load_model
+    from stream_widgets.report import write_report
+    from stream_widgets.tracer import trace
+
+    bundled = load_bundled_trace(args.trace)
+    print(f"loading the default model and tracing {bundled.name} ...", flush=True)
+    model, tokenizer = load_model()
+    result = trace(model, tokenizer, bundled.full_cot, progress=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.save(out / "trace.safetensors")
+    data = explore_data(result)
+    _print_summary(data, write_report(data, out))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from stream_widgets.explore import explore_data
+    from stream_widgets.report import write_report
+
+    data = explore_data(args.trace)
+    _print_summary(data, write_report(data, args.out))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
