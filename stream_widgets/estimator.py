@@ -19,6 +19,7 @@ Every shape is static (ranges are padded and empty ranges score -inf), so `estim
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -289,7 +290,7 @@ def estimate_mask(
     k: torch.Tensor,
     config: StreamConfig | None = None,
     *,
-    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    max_chunk_bytes: int | None = None,
 ) -> StreamMask:
     """Estimate the Stream sparse mask of one attention layer by hierarchical top-k search.
 
@@ -299,7 +300,7 @@ def estimate_mask(
             Query heads share their KV head's keys but each query head gets its own mask.
         config: The estimator settings; `StreamConfig()` if None.
         max_chunk_bytes: Work-buffer budget; query blocks are processed in chunks that fit it. Changes the
-            peak memory, never the result.
+            peak memory, never the result. None: 64 MiB on the reference path, 512 MiB on the CUDA path.
 
     Returns:
         The `StreamMask` ``[B, H, T, T]``: per query block the sinks, the local window and the `top_k`
@@ -307,8 +308,44 @@ def estimate_mask(
 
     Cost: O(B H T/q_block x log(T/(k_block top_k)) x top_k x k_block x D) time; O(T) memory for the mask,
     plus one chunk of work buffers, plus O(T x D) key summaries with ``score_rule="bound"``.
+
+    CUDA inputs with the ``representative`` rule take `stream_widgets.estimator_cuda` (Triton block
+    scoring, same search, same mask up to rounding of q.k); without Triton they fall back to this
+    reference with a one-time warning. The ``bound`` rule always runs the reference.
     """
     config = _check_inputs(q, k, config)
+    if q.is_cuda and config.score_rule == "representative":
+        from stream_widgets import estimator_cuda
+
+        if estimator_cuda.triton_available():
+            if max_chunk_bytes is None:
+                return estimator_cuda.estimate_mask_cuda(q, k, config)
+            return estimator_cuda.estimate_mask_cuda(q, k, config, max_chunk_bytes=max_chunk_bytes)
+        _warn_no_triton()
+    return _estimate_mask_reference(
+        q, k, config, DEFAULT_CHUNK_BYTES if max_chunk_bytes is None else max_chunk_bytes
+    )
+
+
+_warned_no_triton = False
+
+
+def _warn_no_triton() -> None:
+    global _warned_no_triton
+    if not _warned_no_triton:
+        _warned_no_triton = True
+        warnings.warn(
+            "Triton is not installed: estimate_mask on CUDA runs the slower reference path "
+            "(pip install triton for the fast one)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _estimate_mask_reference(
+    q: torch.Tensor, k: torch.Tensor, config: StreamConfig, max_chunk_bytes: int
+) -> StreamMask:
+    """The reference search in plain torch ops (any device); `estimate_mask` documents it."""
     t, d = q.shape[2], q.shape[3]
     num_k_blocks = -(-t // config.k_block)
     q_rows, k_blocks = _blocked(q, k, config)

@@ -1,0 +1,231 @@
+"""The Stream estimator on one GPU at 32k ... 1M tokens, against SDPA flash and a block-dense estimator.
+
+One layer of Llama-3-8B-shaped attention (32 query heads, 8 KV heads, head dim 128, bf16, random Q/K),
+default `StreamConfig`. Per T:
+
+* ``stream``: `estimate_mask` (the CUDA path), median of repeated runs after a warm-up, CUDA events;
+  peak extra memory = ``torch.cuda.max_memory_allocated()`` minus what was allocated before the call
+  (the inputs).
+* ``sdpa``: `scaled_dot_product_attention(is_causal=True)` forward with the flash backend, K/V expanded
+  to 32 heads. Where 32 heads would take long (T >= 512k) it is timed on a group of heads and scaled to
+  32 by head count (every head does the same work); the JSON records the heads timed.
+* ``block_dense``: mean-pooled key blocks and q_block-pooled queries, scores against every key block,
+  causal candidates only, then top-k: per head, in chunks of query blocks.
+* ``reference``: the plain-torch reference path on the GPU, at 32k only, for scale.
+* Floors: bytes of Q and K read once over the measured copy bandwidth; the search's block-score
+  arithmetic (rows x rounds x 2 top_k x q_block x k_block x D x 2 FLOP) over the measured bf16 matmul
+  rate. Both ceilings are measured in the same run.
+
+Usage: ``python benchmarks/gpu.py [--out DIR] [--max-t 1048576]``; prints a table, writes ``gpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from stream_widgets import StreamConfig, estimate_mask
+from stream_widgets.estimator import _estimate_mask_reference, _layout, _max_candidates
+
+HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
+LENGTHS = [32_768, 131_072, 524_288, 1_048_576]
+GiB = 2**30
+
+
+def _time(fn, *args, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median seconds of `fn(*args)` over `repeats` runs after `warmup`, timed with CUDA events."""
+    for _ in range(warmup):
+        fn(*args)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(*args)
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times), times
+
+
+def _peak_extra(fn, *args) -> int:
+    """Peak device memory `fn(*args)` allocates beyond what is allocated when it starts."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    result = fn(*args)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del result
+    return peak
+
+
+def measure_ceilings() -> dict:
+    """Device copy bandwidth (bytes read + written) and bf16 matmul rate, on random data."""
+    src = torch.randn(2 * GiB // 2, device="cuda", dtype=torch.bfloat16)  # 2 GiB
+    dst = torch.empty_like(src)
+    copy_s, _ = _time(dst.copy_, src, repeats=20, warmup=3)
+    bandwidth = 2 * src.numel() * src.element_size() / copy_s
+    del src, dst
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    mm_s, _ = _time(torch.matmul, a, b, repeats=20, warmup=3)
+    return {"copy_bytes_per_s": bandwidth, "bf16_matmul_flop_per_s": 2 * n**3 / mm_s}
+
+
+def block_dense_mask(q: torch.Tensor, k: torch.Tensor, config: StreamConfig, chunk_bytes: int = GiB):
+    """Pooled block scores against every causal candidate block, then top-k: ``[B, H, Qb, top_k]``."""
+    b, h, t, d = q.shape
+    group = h // k.shape[1]
+    qb, kb = config.q_block, config.k_block
+    num_q_blocks, num_k_blocks = -(-t // qb), -(-t // kb)
+    pooled_k = F.pad(k, (0, 0, 0, -t % kb)).view(b, k.shape[1], num_k_blocks, kb, d).mean(dim=3)
+    pooled_q = F.pad(q, (0, 0, 0, -t % qb)).view(b, h, num_q_blocks, qb, d).mean(dim=3)
+    columns = torch.arange(num_k_blocks, device=q.device)
+    out = torch.empty(b, h, num_q_blocks, config.top_k, device=q.device, dtype=torch.int32)
+    rows = max(1, chunk_bytes // (num_k_blocks * 8))
+    for bi in range(b):
+        for hi in range(h):
+            keys = pooled_k[bi, hi // group]
+            for begin in range(0, num_q_blocks, rows):
+                block = torch.arange(begin, min(begin + rows, num_q_blocks), device=q.device)
+                layout = _layout(block[:, None], t, config)
+                scores = pooled_q[bi, hi, begin : begin + rows] @ keys.T
+                candidate = (columns >= layout.sink_end) & (columns < layout.local_start)
+                scores = scores.masked_fill(~candidate, float("-inf"))
+                out[bi, hi, begin : begin + rows] = scores.topk(config.top_k, dim=1).indices.to(torch.int32)
+    return out
+
+
+def sdpa_time(q, k, heads_timed: int, repeats: int) -> tuple[float, int]:
+    """SDPA flash causal forward over `heads_timed` query heads, scaled to all heads by count."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    h, group = q.shape[1], q.shape[1] // k.shape[1]
+    qs = q[:, :heads_timed]
+    ks = k[:, : -(-heads_timed // group)].repeat_interleave(group, dim=1)[:, :heads_timed].contiguous()
+    vs = torch.randn_like(ks)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        attend = partial(F.scaled_dot_product_attention, is_causal=True)
+        seconds, _ = _time(attend, qs, ks, vs, repeats=repeats)
+        peak = _peak_extra(attend, qs, ks, vs)
+    return seconds * h / heads_timed, peak
+
+
+def run(lengths: list[int]) -> dict:
+    config = StreamConfig()
+    props = torch.cuda.get_device_properties(0)
+    import triton
+
+    result = {
+        "gpu": props.name,
+        "sm_count": props.multi_processor_count,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "shape": {
+            "heads": HEADS,
+            "kv_heads": KV_HEADS,
+            "head_dim": HEAD_DIM,
+            "dtype": "bfloat16",
+            "batch": 1,
+        },
+        "config": config.to_dict(),
+    }
+    ceilings = measure_ceilings()
+    result["ceilings"] = ceilings
+    print(
+        f"{props.name}: copy {ceilings['copy_bytes_per_s'] / 1e12:.2f} TB/s, "
+        f"bf16 matmul {ceilings['bf16_matmul_flop_per_s'] / 1e12:.0f} TFLOP/s",
+        flush=True,
+    )
+    rows = []
+    for t in lengths:
+        torch.manual_seed(t)
+        q = torch.randn(1, HEADS, t, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(1, KV_HEADS, t, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+        repeats = 5 if t <= 131_072 else 3
+        row = {"T": t}
+        stream_s, stream_all = _time(estimate_mask, q, k, config, repeats=repeats)
+        row["stream_s"], row["stream_runs_s"] = stream_s, stream_all
+        row["stream_peak_extra_bytes"] = _peak_extra(estimate_mask, q, k, config)
+
+        block_rows = HEADS * -(-t // config.q_block)
+        rounds = 0
+        while config.top_k << rounds < _max_candidates(t, config):
+            rounds += 1
+        flops = block_rows * rounds * 2 * config.top_k * config.q_block * config.k_block * HEAD_DIM * 2
+        qk_bytes = (q.numel() + k.numel()) * q.element_size()
+        row["rounds"] = rounds
+        row["score_flop"] = flops
+        row["floor_bytes_s"] = qk_bytes / ceilings["copy_bytes_per_s"]
+        row["floor_flop_s"] = flops / ceilings["bf16_matmul_flop_per_s"]
+
+        dense_s, _ = _time(block_dense_mask, q, k, config, repeats=3)
+        row["block_dense_s"] = dense_s
+        row["block_dense_peak_extra_bytes"] = _peak_extra(block_dense_mask, q, k, config)
+
+        heads_timed = HEADS if t <= 131_072 else (8 if t <= 524_288 else 4)
+        row["sdpa_heads_timed"] = heads_timed
+        row["sdpa_s"], row["sdpa_peak_extra_bytes"] = sdpa_time(q, k, heads_timed, repeats=3)
+
+        if t <= 32_768:
+            ref_s, _ = _time(_estimate_mask_reference, q, k, config, 64 * 2**20, repeats=3)
+            row["reference_s"] = ref_s
+            same = estimate_mask(q, k, config)
+            ref = _estimate_mask_reference(q, k, config, 64 * 2**20)
+            agree = (same.to_block_dense() & ref.to_block_dense()).sum() / ref.to_block_dense().sum()
+            row["recall_vs_reference"] = agree.item()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del q, k
+        torch.cuda.empty_cache()
+    result["rows"] = rows
+    return result
+
+
+def print_table(result: dict) -> None:
+    print()
+    print(
+        f"{'T':>9} {'stream ms':>10} {'peak MiB':>9} {'sdpa ms':>10} {'sdpa/stream':>11} "
+        f"{'dense ms':>9} {'floor bytes ms':>14} {'floor flop ms':>13} {'x flop floor':>12}"
+    )
+    previous = None
+    for row in result["rows"]:
+        print(
+            f"{row['T']:>9} {row['stream_s'] * 1e3:>10.1f} {row['stream_peak_extra_bytes'] / 2**20:>9.0f} "
+            f"{row['sdpa_s'] * 1e3:>10.1f} {row['sdpa_s'] / row['stream_s']:>11.1f} "
+            f"{row['block_dense_s'] * 1e3:>9.1f} {row['floor_bytes_s'] * 1e3:>14.2f} "
+            f"{row['floor_flop_s'] * 1e3:>13.1f} {row['stream_s'] / row['floor_flop_s']:>12.2f}"
+        )
+        if previous is not None:
+            row["growth_from_previous"] = row["stream_s"] / previous["stream_s"]
+        previous = row
+    for row in result["rows"][1:]:
+        print(f"growth to T={row['T']}: {row['growth_from_previous']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--max-t", type=int, default=LENGTHS[-1])
+    args = parser.parse_args()
+    result = run([t for t in LENGTHS if t <= args.max_t])
+    print_table(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "gpu.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
