@@ -58,7 +58,7 @@ def _cmd_demo(args) -> int:
     from stream_widgets.data import load_bundled_trace
     from stream_widgets.explore import explore_data
     from stream_widgets.models import load_model
-    from stream_widgets.report import write_report
+    from stream_widgets.html_report import write_report
     from stream_widgets.tracer import trace
 
     bundled = load_bundled_trace(args.trace)
@@ -75,7 +75,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_report(args) -> int:
     from stream_widgets.explore import explore_data
-    from stream_widgets.report import write_report
+    from stream_widgets.html_report import write_report
 
     data = explore_data(args.trace)
     _print_summary(data, write_report(data, args.out))

@@ -141,7 +141,7 @@ def report(
     Writes ``report.html`` (opens offline: Bokeh inlined, linked views in the browser),
     ``summary.json`` and ``sentences.csv``; returns the HTML file's path. Arguments as in `explore`.
     """
-    from stream_widgets.report import write_report
+    from stream_widgets.html_report import write_report
     from stream_widgets.widgets.data import ExploreData
 
     data = trace if isinstance(trace, ExploreData) else explore_data(trace, tags, **options)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from stream_widgets.report import REPORT_FILES, write_report
+from stream_widgets.html_report import REPORT_FILES, write_report
 from stream_widgets.widgets import synthetic_example
 
 

@@ -30,7 +30,7 @@ if CHROMIUM is None:
     pytest.skip("no chromium binary found: install Debian's package (make browser)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the python playwright package is not installed")
 
-from stream_widgets.report import write_report  # noqa: E402
+from stream_widgets.html_report import write_report  # noqa: E402
 from stream_widgets.widgets import synthetic_example  # noqa: E402
 
 
