@@ -17,7 +17,7 @@ from stream_widgets.tracer import stream_attention, tokenize, trace
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
 
 SMALL = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
-KEEP_ALL = StreamConfig(q_block=8, k_block=4, top_k=100_000, sink=4, window=8)
+KEEP_ALL = StreamConfig(q_block=8, k_block=4, top_k=64, sink=4, window=8)  # >= all blocks of TEXT
 
 
 def _qkv(t=45, heads=6, kv_heads=2, d=16, seed=0):
@@ -195,3 +195,57 @@ def test_trace_bad_files(saved_trace, tmp_path):
         Trace.load(newer)
     with pytest.raises(FileNotFoundError):
         Trace.load(tmp_path / "missing.safetensors")
+
+
+# ----------------------------------------------------------------- the real default model
+REAL_TEXT = (
+    "Problem: What is the sum of the first ten positive integers?\n<think>\n"
+    "Okay, so I need to add the numbers from 1 to 10. One way is the formula n(n+1)/2. "
+    "Here n is 10, so 10 times 11 is 110, and half of that is 55. "
+    "Let me check by pairing: 1 and 10 make 11, 2 and 9 make 11, and there are five such pairs. "
+    "Five pairs of 11 is 55 again. "
+    "Wait, should I include zero? No, zero is not positive, and adding it changes nothing anyway. "
+    "So both methods agree, and I am confident the sum is 55.\n</think>\nThe sum is 55."
+)
+REAL = StreamConfig(q_block=16, k_block=16, top_k=2, sink=16, window=32)
+
+
+@pytest.mark.slow
+def test_real_observe_is_exact(default_model):
+    model, tokenizer = default_model
+    ids, _ = tokenize(tokenizer, REAL_TEXT)
+    assert 120 <= ids.shape[1] <= 500
+    with torch.inference_mode():
+        dense = model(ids).logits
+        with stream_attention(model, REAL, "observe"):
+            observed = model(ids, use_cache=False).logits
+    assert (observed - dense).abs().max().item() <= 1e-4
+    layers, heads = [0, 14, 29], [0, 4, 8]
+    result = trace(model, tokenizer, REAL_TEXT, REAL, layers=layers, heads=heads)
+    assert 0.1 < result.sparsity().mean().item() < 0.95
+    eager = _eager_attentions(model, ids)
+    for layer in layers:
+        for head in heads:
+            keep = result.masks[layer].to_dense()[0, head]
+            true = eager.attentions[layer][0, head]
+            assert (result.token_attention(layer, head) - torch.where(keep, true, 0.0)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+def test_real_sparse_keep_all_equals_dense_and_fidelity(default_model):
+    from stream_widgets.fidelity import fidelity
+
+    model, tokenizer = default_model
+    ids, _ = tokenize(tokenizer, REAL_TEXT)
+    keep_all = StreamConfig(q_block=16, k_block=16, top_k=64, sink=16, window=32)
+    with torch.inference_mode():
+        dense = model(ids).logits
+        with stream_attention(model, keep_all, "sparse"):
+            sparse = model(ids, use_cache=False).logits
+    assert (sparse - dense).abs().max().item() <= 1e-4
+    report = fidelity(model, tokenizer, REAL_TEXT, REAL)
+    assert report.num_positions > 80
+    assert report.p95_kl >= 0.0 and report.final_kl >= 0.0
+    assert 0.1 < report.sparsity < 0.95
+    assert 0.5 < report.top1_agreement <= 1.0 and report.mean_kl >= 0.0
+    assert 0.5 < report.retained_mass < 1.0
