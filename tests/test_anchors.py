@@ -206,32 +206,39 @@ def test_thought_anchors_from_trace_sums():
 
 
 # ----------------------------------------------------------------------------------- real model
-@pytest.mark.slow
-def test_stream_anchors_agree_with_dense_reference(default_model):
-    """Stream (default config, observe mode) against dense attention on 2 bundled traces of ~1k tokens."""
+@pytest.fixture(scope="module")
+def dense_case(default_model):
+    """One bundled trace cut to ~1k tokens: its Stream trace (default config) and dense sentence attention."""
     from stream_widgets.data import list_bundled_traces, load_bundled_trace
     from stream_widgets.dense_reference import dense_sentence_attention, truncate_to_tokens
     from stream_widgets.tracer import trace
 
     model, tokenizer = default_model
-    streams, denses, sparsity = [], [], []
-    for name in list_bundled_traces()[1:3]:
-        text = truncate_to_tokens(tokenizer, load_bundled_trace(name).full_cot, 1024)
-        traced = trace(model, tokenizer, text)
-        dense = dense_sentence_attention(model, tokenizer, text)
-        # the dense path sees every pair, Stream a subset of the same probabilities
-        stream_means = sentence_attention(traced)
-        assert stream_means.shape == dense.shape
-        assert (stream_means <= dense + 1e-4).all()
-        streams.append(stream_means)
-        denses.append(dense)
-        sparsity.append(float(traced.sparsity().mean()))
-    assert min(sparsity) > 0.2  # the comparison means something only if the mask drops pairs
-    heads_stream, heads_dense = receiver_heads(streams), receiver_heads(denses)
-    for s_means, d_means in zip(streams, denses, strict=True):
-        a, b = anchor_scores(s_means, heads_stream), anchor_scores(d_means, heads_dense)
-        valid = ~np.isnan(a)
-        assert spearmanr(a[valid], b[valid]).statistic >= 0.9
-        top_a = set(np.argsort(-np.nan_to_num(a, nan=-np.inf))[:5])
-        top_b = set(np.argsort(-np.nan_to_num(b, nan=-np.inf))[:5])
-        assert len(top_a & top_b) >= 4
+    text = truncate_to_tokens(tokenizer, load_bundled_trace(list_bundled_traces()[1]).full_cot, 1024)
+    traced = trace(model, tokenizer, text, progress=False)
+    return traced, sentence_attention(traced), dense_sentence_attention(model, tokenizer, text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["raw", "distance"])
+def test_stream_anchors_agree_with_dense_reference(dense_case, variant):
+    """Stream (default config, observe mode) against dense attention on one bundled trace cut to ~1k tokens.
+
+    At 1,024 tokens the default config drops about 15% of the causal pairs; `benchmarks/anchors.py`
+    measures more traces.
+    """
+    traced, stream, dense = dense_case
+    assert stream.shape == dense.shape == (30, 9, len(traced.sentences), len(traced.sentences))
+    # Stream records a subset of the same probabilities: never more than dense, equal where nothing is pruned
+    assert (stream <= dense + 1e-5).all()
+    assert np.abs(stream - dense).max() < 0.05
+    assert float(traced.sparsity().mean()) > 0.1  # the mask does drop pairs
+    a, b = anchor_scores(stream, variant=variant), anchor_scores(dense, variant=variant)
+    valid = ~np.isnan(a)
+    assert valid.sum() > 20 and (np.isnan(b) == ~valid).all()
+    assert spearmanr(a[valid], b[valid]).statistic >= 0.9
+    top_a = set(np.argsort(-np.nan_to_num(a, nan=-np.inf))[:5])
+    top_b = set(np.argsort(-np.nan_to_num(b, nan=-np.inf))[:5])
+    assert len(top_a & top_b) >= 4
+    anchors = thought_anchors(traced, top=5, variant=variant)
+    assert {x.index for x in anchors} == top_a
