@@ -27,6 +27,19 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--trace", default=DEMO_TRACE, help=f"bundled trace name (default: {DEMO_TRACE})")
     demo.set_defaults(func=_cmd_demo)
 
+    tracing = commands.add_parser("trace", help="trace a text (or text file) with Stream masks; save the trace")
+    tracing.add_argument("text", metavar="FILE_OR_TEXT", help="a UTF-8 text file, or the text itself")
+    tracing.add_argument("--out", required=True, help="trace file to write (.safetensors)")
+    tracing.add_argument(
+        "--model", default=None, help="local model folder, .gguf file or locally cached hub id "
+        "(default: the embedded SmolLM2-135M-Instruct)"
+    )
+    tracing.add_argument("--mode", choices=("observe", "sparse"), default="observe", help="default: observe")
+    for knob in ("q_block", "k_block", "top_k", "sink", "window"):
+        tracing.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None, help=f"StreamConfig.{knob}")
+    tracing.add_argument("--score-rule", choices=("representative", "bound"), default=None)
+    tracing.set_defaults(func=_cmd_trace)
+
     report = commands.add_parser("report", help="write the phase-tag report of a saved trace")
     report.add_argument("trace", help="a trace file written by `stream-widgets trace` or Trace.save")
     report.add_argument(
@@ -70,6 +83,23 @@ def _cmd_demo(args) -> int:
     result.save(out / "trace.safetensors")
     data = explore_data(result)
     _print_summary(data, write_report(data, out))
+    return 0
+
+
+def _cmd_trace(args) -> int:
+    from stream_widgets.config import StreamConfig
+    from stream_widgets.models import load_model
+    from stream_widgets.tracer import trace
+
+    path = Path(args.text)
+    text = path.read_text(encoding="utf-8") if len(args.text) < 4096 and path.is_file() else args.text
+    knobs = ("q_block", "k_block", "top_k", "sink", "window", "score_rule")
+    config = StreamConfig(**{k: getattr(args, k) for k in knobs if getattr(args, k) is not None})
+    model, tokenizer = load_model(args.model)
+    result = trace(model, tokenizer, text, config, mode=args.mode, progress=True)
+    out = result.save(args.out)
+    print(f"trace: {out}")
+    print(f"{result!r}")
     return 0
 
 
