@@ -7,6 +7,7 @@ itself lives in the library modules, so the CLI only parses, calls and prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -46,6 +47,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output folder for report.html, summary.json, sentences.csv"
     )
     report.set_defaults(func=_cmd_report)
+    anchors = commands.add_parser("anchors", help="print the top thought anchors of a trace file, bundled trace or text")
+    anchors.add_argument(
+        "source", metavar="TRACE_OR_TEXT",
+        help="a trace file (Trace.save), a bundled trace name (see list_bundled_traces), a UTF-8 text file, or the text",
+    )
+    anchors.add_argument("--top", type=int, default=5, help="how many anchors (default: 5)")
+    anchors.add_argument("--variant", choices=("raw", "depth", "distance"), default=None,
+                         help="vertical-score variant (default: stream_widgets.anchors.DEFAULT_VARIANT)")
+    anchors.add_argument("--heads", type=int, default=20, help="receiver heads to average over (default: 20)")
+    anchors.add_argument("--max-tokens", type=int, default=None,
+                         help="cut a text at the last sentence within this many tokens before tracing")
+    anchors.add_argument("--model", default=None, help="model for texts (default: the embedded SmolLM2-135M-Instruct)")
+    anchors.add_argument("--json", default=None, metavar="PATH", help="also write the anchors as JSON to PATH")
+    anchors.set_defaults(func=_cmd_anchors)
     return parser
 
 
@@ -109,6 +124,51 @@ def _cmd_report(args) -> int:
 
     data = explore_data(args.trace)
     _print_summary(data, write_report(data, args.out))
+    return 0
+
+
+def _cmd_anchors(args) -> int:
+    import json
+
+    from stream_widgets.anchors import DEFAULT_VARIANT, thought_anchors
+    from stream_widgets.data import list_bundled_traces, load_bundled_trace
+    from stream_widgets.traces import Trace
+
+    tags: list[str] | None = None
+    path = Path(args.source)
+    is_file = len(args.source) < 4096 and path.is_file()
+    if is_file and path.suffix == ".safetensors":
+        result = Trace.load(path)
+    else:
+        from stream_widgets.dense_reference import truncate_to_tokens
+        from stream_widgets.models import load_model
+        from stream_widgets.tracer import trace
+
+        if not is_file and any(n == args.source or n.endswith("/" + args.source) for n in list_bundled_traces()):
+            bundled = load_bundled_trace(args.source)
+            text, tags = bundled.full_cot, bundled.labels
+        else:
+            text = path.read_text(encoding="utf-8") if is_file else args.source
+        model, tokenizer = load_model(args.model)
+        if args.max_tokens is not None:
+            text = truncate_to_tokens(tokenizer, text, args.max_tokens)
+        result = trace(model, tokenizer, text, progress=True)
+    variant = args.variant or DEFAULT_VARIANT
+    heads = min(args.heads, result.num_layers * result.num_heads)
+    found = thought_anchors(result, top=args.top, variant=variant, top_heads=heads)
+    print(f"{result.model_id}: {result.seq_len} tokens, {len(result.sentences)} sentences, "
+          f"sparsity {float(result.sparsity().mean()):.1%}")
+    print(f"top {len(found)} thought anchors ({variant} score over {heads} receiver heads of this trace):")
+    records = []
+    for anchor in found:
+        tag = tags[anchor.index] if tags is not None and anchor.index < len(tags) else "-"
+        print(f"  [{anchor.index:>3}] {anchor.score:8.4f}  {tag:<24} {anchor.text.replace(chr(10), ' ')[:70]}")
+        records.append({**dataclasses.asdict(anchor), "function_tag": None if tag == "-" else tag})
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model_id": result.model_id, "variant": variant, "anchors": records}, indent=1))
+        print(f"anchors: {out}")
     return 0
 
 
