@@ -176,7 +176,12 @@ def _from_pretrained(source, *, dtype: torch.dtype, gguf_file: str | None = None
         model_extra["quantization_config"] = GgufConfig(gguf_file=gguf_file, dequantize=True)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, attn_implementation="sdpa", local_files_only=True, config=config, **model_extra
+            source,
+            dtype=dtype,
+            attn_implementation="sdpa",
+            local_files_only=True,
+            config=config,
+            **model_extra,
         )
     except ValueError as error:
         raise ValueError(
@@ -207,7 +212,9 @@ def check_traceable(model) -> None:
     config = model.config
     for field in ("attn_logit_softcapping", "attention_logit_softcapping"):
         if getattr(config, field, None):
-            raise ValueError(f"{name} cannot be traced: it soft-caps attention logits ({field}={getattr(config, field)})")
+            raise ValueError(
+                f"{name} cannot be traced: it soft-caps attention logits ({field}={getattr(config, field)})"
+            )
     if getattr(config, "is_causal", True) is False:
         raise ValueError(f"{name} cannot be traced: it is not a causal (decoder) model")
 

@@ -44,7 +44,12 @@ def _repeat_kv(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def dense_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    *,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal softmax attention and its log-sum-exp, as the model's own SDPA computes it.
 
@@ -69,7 +74,9 @@ def dense_attention(
         )
         return out, lse.float()
     if q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16):
-        result = torch.ops.aten._scaled_dot_product_flash_attention(q, k_rep, v_rep, 0.0, True, False, scale=scale)
+        result = torch.ops.aten._scaled_dot_product_flash_attention(
+            q, k_rep, v_rep, 0.0, True, False, scale=scale
+        )
         return result[0], result[1].float()
     return _chunked_attention(q, k_rep, v_rep, scale, max_chunk_bytes)
 
@@ -145,7 +152,9 @@ def masked_chunks(
         v_blocks = torch.nn.functional.pad(v, (0, 0, 0, num_k * kb - t)).view(b, v.shape[1], num_k, kb, d)
     # Gather through one flat index over (batch, KV head, key block): cheaper than broadcast indexing.
     hkv = k.shape[1]
-    base = (torch.arange(b, device=device)[:, None] * hkv + torch.arange(h, device=device) // (h // hkv)) * num_k
+    base = (
+        torch.arange(b, device=device)[:, None] * hkv + torch.arange(h, device=device) // (h // hkv)
+    ) * num_k
     k_flat = k_blocks.reshape(b * hkv * num_k, kb, d)
     v_flat = None if v_blocks is None else v_blocks.reshape(b * hkv * num_k, kb, d)
     offsets = torch.arange(kb, device=device)
@@ -165,7 +174,9 @@ def masked_chunks(
         key_ok = valid[:, :, rows].repeat_interleave(kb, dim=-1) & (key_pos < t)
         # Only the diagonal blocks are partly causal, but one broadcast comparison is cheaper than
         # finding them; it also rules out padding columns and padding query rows.
-        query_pos = (torch.arange(rows.start, rows.stop, device=device) * qb)[:, None] + torch.arange(qb, device=device)
+        query_pos = (torch.arange(rows.start, rows.stop, device=device) * qb)[:, None] + torch.arange(
+            qb, device=device
+        )
         last_key = torch.where(query_pos < t, query_pos, -1)  # padding query rows see no key
         masked = key_pos.masked_fill(~key_ok, t)[:, :, :, None, :] > last_key[None, None, :, :, None]
         logits.masked_fill_(masked, _NEG_INF)

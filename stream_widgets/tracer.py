@@ -78,7 +78,9 @@ class _Recorder:
         """Attention of one layer; returns ``(out [B, T, H, D], None)`` as transformers expects."""
         layer = getattr(module, "layer_idx", None)
         if layer is None:
-            raise ValueError(f"{type(module).__name__} has no layer_idx: the Stream tracer cannot tell layers apart")
+            raise ValueError(
+                f"{type(module).__name__} has no layer_idx: the Stream tracer cannot tell layers apart"
+            )
         self._check_call(module, query, key, attention_mask, dropout, kwargs)
         scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
         mask = self.mask_fn(query, key, self.config)
@@ -89,7 +91,9 @@ class _Recorder:
         heads = list(range(h)) if self.token_heads is None else self.token_heads
         tokens = None
         if layer in self.token_layers:
-            tokens = torch.zeros(len(heads), mask.num_q_blocks, mask.q_block, mask.kv_indices.shape[-1] * mask.k_block)
+            tokens = torch.zeros(
+                len(heads), mask.num_q_blocks, mask.q_block, mask.kv_indices.shape[-1] * mask.k_block
+            )
         sums = None
         if self.sentence_ids is not None:
             s = self.num_sentences
@@ -101,11 +105,14 @@ class _Recorder:
             lse_blocks = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * mask.q_block - t))
             lse_blocks = lse_blocks.view(b, h, mask.num_q_blocks, mask.q_block)
             # exp(logit - lse) in place: the chunk's logits become the true probabilities.
-            pieces = ((c, c.logits.sub_(lse_blocks[:, :, c.rows, :, None]).exp_(), None)
-                      for c in masked_chunks(query, key, mask, scale))
+            pieces = (
+                (c, c.logits.sub_(lse_blocks[:, :, c.rows, :, None]).exp_(), None)
+                for c in masked_chunks(query, key, mask, scale)
+            )
         else:
-            out = torch.empty(b, h, mask.num_q_blocks, mask.q_block, query.shape[-1], dtype=query.dtype,
-                              device=query.device)
+            out = torch.empty(
+                b, h, mask.num_q_blocks, mask.q_block, query.shape[-1], dtype=query.dtype, device=query.device
+            )
             pieces = sparse_attention(query, key, value, mask, scale)
 
         qb, kb = mask.q_block, mask.k_block
@@ -114,7 +121,9 @@ class _Recorder:
             if chunk_out is not None:
                 out[:, :, chunk.rows] = chunk_out.to(out.dtype)
             per_block = probs.view(b, h, n, qb, -1, kb).sum(dim=-1)  # [B, H, n, qb, K]
-            mass[:, :, chunk.rows.start * qb : chunk.rows.stop * qb] = per_block.sum(-1).reshape(b, h, n * qb).cpu()
+            mass[:, :, chunk.rows.start * qb : chunk.rows.stop * qb] = (
+                per_block.sum(-1).reshape(b, h, n * qb).cpu()
+            )
             blocks[:, :, chunk.rows] = per_block.sum(dim=3).cpu()
             if tokens is not None:
                 tokens[:, chunk.rows] = probs[0, heads].cpu()
@@ -123,7 +132,9 @@ class _Recorder:
                 k_sid = sid[chunk.key_pos]  # [B, H, n, K * kb]
                 both = (q_sid[None, None, :, :, None] >= 0) & (k_sid[:, :, :, None, :] >= 0)
                 flat = torch.where(
-                    both, q_sid[None, None, :, :, None] * self.num_sentences + k_sid[:, :, :, None, :], sums.shape[-1] - 1
+                    both,
+                    q_sid[None, None, :, :, None] * self.num_sentences + k_sid[:, :, :, None, :],
+                    sums.shape[-1] - 1,
                 )
                 sums.scatter_add_(-1, flat.reshape(b, h, -1), probs.reshape(b, h, -1))
 
@@ -156,14 +167,18 @@ class _Recorder:
                 "forward pass without a KV cache (call the model with use_cache=False, no past_key_values)"
             )
         if attention_mask is not None:
-            raise ValueError(f"{name}: got an explicit attention mask; the tracer supports one unpadded causal sequence")
+            raise ValueError(
+                f"{name}: got an explicit attention mask; the tracer supports one unpadded causal sequence"
+            )
         if kwargs.get("sliding_window") and query.shape[2] > kwargs["sliding_window"]:
             raise ValueError(
                 f"{name} uses sliding-window attention ({kwargs['sliding_window']} tokens) and the text is "
                 f"{query.shape[2]} tokens; the tracer models full causal attention only"
             )
         if kwargs.get("softcap") or kwargs.get("s_aux") is not None:
-            raise ValueError(f"{name} soft-caps attention logits or uses learned sinks; the tracer cannot model it")
+            raise ValueError(
+                f"{name} soft-caps attention logits or uses learned sinks; the tracer cannot model it"
+            )
         if dropout and module.training:
             raise ValueError(f"{name} is in training mode with attention dropout; call model.eval() first")
 
@@ -178,8 +193,10 @@ class _Recorder:
             )
         layers = range(self.num_layers)
         width = max(self.block_attention[i].shape[-1] for i in layers)
-        blocks = [torch.nn.functional.pad(self.block_attention[i], (0, width - self.block_attention[i].shape[-1]))
-                  for i in layers]
+        blocks = [
+            torch.nn.functional.pad(self.block_attention[i], (0, width - self.block_attention[i].shape[-1]))
+            for i in layers
+        ]
         return {
             "masks": [self.masks[i] for i in layers],
             "retained_mass": torch.stack([self.retained_mass[i][0] for i in layers]),
@@ -191,7 +208,9 @@ class _Recorder:
         }
 
 
-def _stream_attention_function(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def _stream_attention_function(
+    module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs
+):
     """The function registered as ``"stream"`` in transformers' AttentionInterface."""
     if _ACTIVE is None:
         raise RuntimeError(
@@ -249,12 +268,23 @@ def stream_attention(
 
         mask_fn = estimate_mask
     num_layers = model.config.get_text_config().num_hidden_layers
-    for name, chosen, bound in (("layers", layers, num_layers), ("heads", heads, model.config.get_text_config().num_attention_heads)):
+    for name, chosen, bound in (
+        ("layers", layers, num_layers),
+        ("heads", heads, model.config.get_text_config().num_attention_heads),
+    ):
         bad = [i for i in (chosen or ()) if not 0 <= int(i) < bound]
         if bad:
             raise ValueError(f"{name} {bad} out of range: the model has {bound} {name}")
     recorder = _Recorder(
-        config or StreamConfig(), mode, mask_fn, num_layers, layers or (), heads, sentence_ids, num_sentences, progress
+        config or StreamConfig(),
+        mode,
+        mask_fn,
+        num_layers,
+        layers or (),
+        heads,
+        sentence_ids,
+        num_sentences,
+        progress,
     )
     AttentionInterface.register(_IMPLEMENTATION, _stream_attention_function)
     previous = model.config._attn_implementation
@@ -334,8 +364,15 @@ def trace(
     device = next(model.parameters()).device
     with (
         stream_attention(
-            model, config, mode, mask_fn=mask_fn, layers=layers, heads=heads, sentence_ids=sentence_ids,
-            num_sentences=len(spans), progress=t >= _PROGRESS_TOKENS if progress is None else progress,
+            model,
+            config,
+            mode,
+            mask_fn=mask_fn,
+            layers=layers,
+            heads=heads,
+            sentence_ids=sentence_ids,
+            num_sentences=len(spans),
+            progress=t >= _PROGRESS_TOKENS if progress is None else progress,
         ) as recorder,
         torch.inference_mode(),
     ):
@@ -353,7 +390,11 @@ def trace(
         retained_mass=records["retained_mass"],
         block_attention=records["block_attention"],
         token_weights=records["token_weights"],
-        token_heads=() if not layers else tuple(range(num_heads)) if heads is None else tuple(int(h) for h in heads),
+        token_heads=()
+        if not layers
+        else tuple(range(num_heads))
+        if heads is None
+        else tuple(int(h) for h in heads),
         sentences=spans,
         sentence_attention_sum=records["sentence_attention_sum"],
     )

@@ -99,7 +99,9 @@ class Trace:
         not recorded (pass ``layers=`` / ``heads=`` to `trace`).
         """
         if layer not in self.token_weights:
-            raise KeyError(f"layer {layer} has no token-level weights; recorded: {sorted(self.token_weights)}")
+            raise KeyError(
+                f"layer {layer} has no token-level weights; recorded: {sorted(self.token_weights)}"
+            )
         if head not in self.token_heads:
             raise KeyError(f"head {head} has no token-level weights; recorded: {list(self.token_heads)}")
         mask, t = self.masks[layer], self.seq_len
@@ -123,11 +125,15 @@ class Trace:
             return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
         return (
-            (self.text, self.model_id, self.config, self.mode) == (other.text, other.model_id, other.config, other.mode)
+            (self.text, self.model_id, self.config, self.mode)
+            == (other.text, other.model_id, other.config, other.mode)
             and same(self.input_ids, other.input_ids)
             and same(self.offsets, other.offsets)
             and len(self.masks) == len(other.masks)
-            and all(a.equal(b) and a.kv_indices.shape == b.kv_indices.shape for a, b in zip(self.masks, other.masks))
+            and all(
+                a.equal(b) and a.kv_indices.shape == b.kv_indices.shape
+                for a, b in zip(self.masks, other.masks, strict=True)
+            )
             and same(self.retained_mass, other.retained_mass)
             and same(self.block_attention, other.block_attention)
             and self.token_heads == other.token_heads
@@ -165,7 +171,10 @@ class Trace:
             "block_attention": self.block_attention,
             "mask.kv_num_blocks": torch.stack([m.kv_num_blocks for m in self.masks]),
             "mask.kv_indices": torch.stack(
-                [torch.nn.functional.pad(m.kv_indices, (0, width - m.kv_indices.shape[-1])) for m in self.masks]
+                [
+                    torch.nn.functional.pad(m.kv_indices, (0, width - m.kv_indices.shape[-1]))
+                    for m in self.masks
+                ]
             ),
         }
         if self.sentence_attention_sum is not None:
@@ -182,7 +191,8 @@ class Trace:
             "k_block": self.masks[0].k_block if self.masks else self.config.k_block,
             "token_heads": list(self.token_heads),
             "sentences": [
-                [s.index, s.text, s.char_start, s.char_end, s.token_start, s.token_end] for s in self.sentences
+                [s.index, s.text, s.char_start, s.char_end, s.token_start, s.token_end]
+                for s in self.sentences
             ],
         }
         header = {"format": FORMAT, "version": str(VERSION), "meta": json.dumps(meta)}
@@ -220,7 +230,9 @@ class Trace:
                 f"{path} is not a readable trace file (truncated, or not safetensors): {error}"
             ) from error
         if header.get("format") != FORMAT:
-            raise ValueError(f"{path} is a safetensors file but not a stream-widgets trace (no {FORMAT!r} tag)")
+            raise ValueError(
+                f"{path} is a safetensors file but not a stream-widgets trace (no {FORMAT!r} tag)"
+            )
         version = int(header.get("version", "0"))
         if version > VERSION:
             raise ValueError(
@@ -242,7 +254,9 @@ class Trace:
             for layer, width in enumerate(meta["mask_widths"])
         ]
         token_weights = {
-            int(name.split(".", 1)[1]): value for name, value in tensors.items() if name.startswith("token_weights.")
+            int(name.split(".", 1)[1]): value
+            for name, value in tensors.items()
+            if name.startswith("token_weights.")
         }
         return cls(
             text=meta["text"],

@@ -12,8 +12,8 @@ from stream_widgets.sparse_attention import (
     reference_attention,
     sparse_attention,
 )
-from stream_widgets.traces import Trace
 from stream_widgets.tracer import stream_attention, tokenize, trace
+from stream_widgets.traces import Trace
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
 
 SMALL = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
@@ -32,8 +32,12 @@ def _qkv(t=45, heads=6, kv_heads=2, d=16, seed=0):
 def test_dense_attention_and_lse_match_reference():
     q, k, v = _qkv()
     out, lse, _ = reference_attention(q, k, v, 0.25)
-    for got_out, got_lse in (dense_attention(q, k, v, 0.25), _chunked_attention(
-            q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), 0.25, max_chunk_bytes=4096)):
+    for got_out, got_lse in (
+        dense_attention(q, k, v, 0.25),
+        _chunked_attention(
+            q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), 0.25, max_chunk_bytes=4096
+        ),
+    ):
         torch.testing.assert_close(got_out, out, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got_lse, lse, atol=1e-5, rtol=1e-5)
 
@@ -51,7 +55,9 @@ def test_masked_probabilities_match_dense_at_kept_entries(chunk_bytes):
         assert not p[:, :, chunk.query_pos >= 45].any()  # padding query rows see nothing
         for n, row in enumerate(range(chunk.rows.start, chunk.rows.stop)):
             cols = torch.where(chunk.key_pos[:, :, n] < 45, chunk.key_pos[:, :, n], 45)
-            got[:, :, row * 8 : row * 8 + 8].scatter_add_(-1, cols[:, :, None, :].expand(-1, -1, 8, -1), p[:, :, n])
+            got[:, :, row * 8 : row * 8 + 8].scatter_add_(
+                -1, cols[:, :, None, :].expand(-1, -1, 8, -1), p[:, :, n]
+            )
     got = got[:, :, :45, :45]
     torch.testing.assert_close(got, torch.where(keep, probs, 0.0), atol=1e-6, rtol=1e-5)
     assert 0.0 < mask.sparsity().item() < 1.0
@@ -100,8 +106,12 @@ def test_tiny_observe_leaves_output_unchanged_and_records_true_probabilities(tin
         for head in (0, 3):
             keep = result.masks[layer].to_dense()[0, head]
             true = eager.attentions[layer][0, head]
-            torch.testing.assert_close(result.token_attention(layer, head), torch.where(keep, true, 0.0), atol=1e-6, rtol=0)
-            torch.testing.assert_close(result.retained_mass[layer, head], (true * keep).sum(-1), atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                result.token_attention(layer, head), torch.where(keep, true, 0.0), atol=1e-6, rtol=0
+            )
+            torch.testing.assert_close(
+                result.retained_mass[layer, head], (true * keep).sum(-1), atol=1e-5, rtol=0
+            )
     assert result.sparsity().mean() > 0.2
     assert (result.retained_mass < 1.0 + 1e-5).all() and (result.retained_mass > 0).all()
 
@@ -114,17 +124,27 @@ def test_tiny_sentence_sums_and_block_attention_match_reference(tiny):
     for s in result.sentences:
         sid[s.token_start : s.token_end] = s.index
     assert len(result.sentences) >= 4 and (sid >= 0).sum() > 10
-    onehot = torch.nn.functional.one_hot(sid.clamp_min(0), len(result.sentences)).float() * (sid >= 0)[:, None]
+    onehot = (
+        torch.nn.functional.one_hot(sid.clamp_min(0), len(result.sentences)).float() * (sid >= 0)[:, None]
+    )
     for layer in (0, 1):
         for head in range(4):
             weights = result.token_attention(layer, head)
             expected = onehot.T @ weights @ onehot
-            torch.testing.assert_close(result.sentence_attention_sum[layer, head], expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                result.sentence_attention_sum[layer, head], expected, atol=1e-5, rtol=1e-5
+            )
             # block attention sums back to the retained mass of each query block
             mass = result.retained_mass[layer, head]
-            per_block = torch.nn.functional.pad(mass, (0, 8 * result.masks[layer].num_q_blocks - mass.shape[0]))
-            torch.testing.assert_close(result.block_attention[layer, head].sum(-1), per_block.view(-1, 8).sum(-1),
-                                       atol=1e-5, rtol=1e-5)
+            per_block = torch.nn.functional.pad(
+                mass, (0, 8 * result.masks[layer].num_q_blocks - mass.shape[0])
+            )
+            torch.testing.assert_close(
+                result.block_attention[layer, head].sum(-1),
+                per_block.view(-1, 8).sum(-1),
+                atol=1e-5,
+                rtol=1e-5,
+            )
 
 
 def test_tiny_sparse_keep_all_equals_dense_and_pruning_changes_output(tiny):
@@ -228,7 +248,9 @@ def test_real_observe_is_exact(default_model):
         for head in heads:
             keep = result.masks[layer].to_dense()[0, head]
             true = eager.attentions[layer][0, head]
-            assert (result.token_attention(layer, head) - torch.where(keep, true, 0.0)).abs().max().item() <= 1e-5
+            assert (
+                result.token_attention(layer, head) - torch.where(keep, true, 0.0)
+            ).abs().max().item() <= 1e-5
 
 
 @pytest.mark.slow
