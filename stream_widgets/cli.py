@@ -61,6 +61,17 @@ def _build_parser() -> argparse.ArgumentParser:
     anchors.add_argument("--model", default=None, help="model for texts (default: the embedded SmolLM2-135M-Instruct)")
     anchors.add_argument("--json", default=None, metavar="PATH", help="also write the anchors as JSON to PATH")
     anchors.set_defaults(func=_cmd_anchors)
+
+    tag = commands.add_parser("tag", help="tag every CoT sentence with its reasoning function (spaCy tagger)")
+    tag.add_argument(
+        "source", metavar="FILE_OR_TEXT", help="a UTF-8 text file, a bundled trace name, or the text itself"
+    )
+    tag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    tag.add_argument(
+        "--min-confidence", type=float, default=0.0, help="below this probability the tag is 'unknown' (default 0)"
+    )
+    tag.add_argument("--width", type=int, default=80, help="characters of sentence text shown (default 80)")
+    tag.set_defaults(func=_cmd_tag)
     return parser
 
 
@@ -169,6 +180,57 @@ def _cmd_anchors(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model_id": result.model_id, "variant": variant, "anchors": records}, indent=1))
         print(f"anchors: {out}")
+    return 0
+
+
+def _read_source(source: str) -> str:
+    """A file's text, a bundled trace's `full_cot`, or the argument itself."""
+    path = Path(source)
+    if len(source) < 4096 and "\n" not in source and path.is_file():
+        return path.read_text(encoding="utf-8")
+    from stream_widgets.data import list_bundled_traces, load_bundled_trace
+
+    if source in list_bundled_traces():
+        return load_bundled_trace(source).full_cot
+    return source
+
+
+def _cmd_tag(args) -> int:
+    import json
+
+    import tagging  # imports spaCy: only here
+
+    text = _read_source(args.source)
+    nlp = tagging.load()
+    nlp.get_pipe("function_tagger").min_confidence = args.min_confidence
+    doc = nlp(text)
+    rows = []
+    for span in doc.spans["cot"]:
+        sentence = span._.cot_sentence
+        scores = span._.function_tag_scores
+        rows.append(
+            {
+                "index": sentence.index,
+                "char_start": sentence.char_start,
+                "char_end": sentence.char_end,
+                "tag": span._.function_tag,
+                "confidence": round(scores[span._.function_tag], 4),
+                "scores": {tag: round(p, 4) for tag, p in scores.items()},
+                "text": sentence.text,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print("no sentences found (empty text?)", file=sys.stderr)
+        return 0
+    width = max(args.width, 10)
+    for row in rows:
+        text = " ".join(row["text"].split())
+        if len(text) > width:
+            text = text[: width - 3] + "..."
+        print(f"{row['index']:4d}  {row['tag']:<22s}  {row['confidence']:.2f}  {text}")
     return 0
 
 
