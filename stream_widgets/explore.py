@@ -107,7 +107,7 @@ def explore_data(
             "model": trace.model_id,
             "tokens": trace.seq_len,
             "mode": trace.mode,
-            "sparsity": float(trace.sparsity()),
+            "sparsity": float(trace.sparsity().mean()),
             "config": trace.config.to_dict(),
             "score_variant": variant,
         },
