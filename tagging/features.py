@@ -60,8 +60,8 @@ class FeatureConfig:
     Attributes:
         word_ngrams: Smallest and largest word n-gram, default (1, 2).
         char_ngrams: Smallest and largest character n-gram, default (2, 5).
-        max_word_features: Size cap of the word vocabulary, >= 1; default 20,000.
-        max_char_features: Size cap of the character vocabulary, >= 1; default 20,000.
+        max_word_features: Size cap of the word vocabulary, >= 1; default 50,000.
+        max_char_features: Size cap of the character vocabulary, >= 1; default 30,000.
         max_neighbour_features: Size cap of the neighbours' word vocabulary, >= 1; default 3,000.
         min_df: A term must occur in this many training sentences, >= 1; default 2.
         neighbour_weight: Scale of the previous/next sentence features, in [0, 1]; default 0.5.
@@ -69,8 +69,8 @@ class FeatureConfig:
 
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
-    max_word_features: int = 20_000
-    max_char_features: int = 20_000
+    max_word_features: int = 50_000
+    max_char_features: int = 30_000
     max_neighbour_features: int = 3_000
     min_df: int = 2
     neighbour_weight: float = 0.5
