@@ -13,8 +13,9 @@ token budget at a sentence end (`truncate_to_tokens`, so its sentences are the f
    trace (sentences where both are defined), averaged over traces; the share of top-5 anchors that lie
    in the last 30% of their trace; the mean anchor score per function tag.
 
-Usage: ``python benchmarks/anchors.py [--tokens 1024] [--budget-s 600] [--threads 2]``. Prints tables and
-writes `benchmarks/results/anchors.json`.
+Usage: ``python benchmarks/anchors.py [--tokens 1024] [--budget-s 600] [--threads 2] [--top-k K] [--out PATH]``.
+Prints tables and writes `benchmarks/results/anchors.json` (or `--out`); ``--top-k`` runs a sparser mask
+than the default config.
 
 Caveat: the black-box importance was measured on the full traces with the models that wrote them
 (DeepSeek R1 distills); here a 135M model reads the first ~1k tokens of each trace.
@@ -64,7 +65,7 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def collect(tokens: int, budget_s: float) -> list[dict]:
+def collect(tokens: int, budget_s: float, config: StreamConfig) -> list[dict]:
     model, tokenizer = load_model()
     cases, start = [], time.perf_counter()
     for name in list_bundled_traces():
@@ -73,12 +74,12 @@ def collect(tokens: int, budget_s: float) -> list[dict]:
             print(f"time budget reached after {len(cases)} traces ({elapsed:.0f} s)")
             break
         bundled = load_bundled_trace(name)
-        text = truncate_to_tokens(tokenizer, bundled.full_cot, tokens)
-        traced = trace(model, tokenizer, text, StreamConfig(), progress=False)
-        s = len(traced.sentences)
-        if not bundled.is_math or s > len(bundled.chunks):
+        if not bundled.is_math:
             print(f"skip {name}: its chunks do not follow split_sentences")
             continue
+        text = truncate_to_tokens(tokenizer, bundled.full_cot, tokens)
+        traced = trace(model, tokenizer, text, config, progress=False)
+        s = len(traced.sentences)
         cases.append({
             "name": name,
             "tokens": traced.seq_len,
@@ -159,7 +160,7 @@ def print_tables(cases: list[dict], results: dict) -> None:
     for tag in tags:
         cells = [results[k]["stream"]["mean_score_by_tag"].get(tag) for k in keys]
         n = cells[0]["n"] if cells[0] else 0
-        print(f"{tag:24} {n:5d} " + " ".join(f"{c['mean']:9.4f}" if c else f"{'-':>9}" for c in cells))
+        print(f"{tag:24} {n:5d} " + " ".join(f"{c['mean']:9.3g}" if c else f"{'-':>9}" for c in cells))
 
 
 def main() -> None:
@@ -167,24 +168,28 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024, help="token budget per trace (cut at a sentence end)")
     parser.add_argument("--budget-s", type=float, default=600.0, help="stop adding traces after this many seconds")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--top-k", type=int, default=None, help="StreamConfig.top_k (default: the default config)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default: {RESULTS})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    cases = collect(args.tokens, args.budget_s)
+    config = StreamConfig() if args.top_k is None else StreamConfig(top_k=args.top_k)
+    print(f"config: {config}")
+    cases = collect(args.tokens, args.budget_s, config)
     results = analyse(cases)
     print_tables(cases, results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": f"{platform.machine()} CPU, {args.threads} torch threads, {platform.platform()}",
         "model": "HuggingFaceTB/SmolLM2-135M-Instruct (embedded GGUF, fp32)",
-        "config": StreamConfig().to_dict(),
+        "config": config.to_dict(),
         "token_budget": args.tokens,
         "seconds": round(time.perf_counter() - started, 1),
         "traces": [{k: c[k] for k in ("name", "tokens", "sentences", "sparsity", "retained_mass")} for c in cases],
         "results": results,
     }
-    RESULTS.write_text(json.dumps(payload, indent=1))
-    print(f"\nwrote {RESULTS}")
+    args.out.write_text(json.dumps(payload, indent=1))
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

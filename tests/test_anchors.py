@@ -242,3 +242,19 @@ def test_stream_anchors_agree_with_dense_reference(dense_case, variant):
     assert len(top_a & top_b) >= 4
     anchors = thought_anchors(traced, top=5, variant=variant)
     assert {x.index for x in anchors} == top_a
+
+
+@pytest.mark.slow
+def test_cli_anchors_on_a_saved_trace(dense_case, tmp_path, capsys):
+    import json
+
+    from stream_widgets.cli import main
+
+    traced, _, _ = dense_case
+    path = traced.save(tmp_path / "trace.safetensors")
+    assert main(["anchors", str(path), "--top", "3", "--json", str(tmp_path / "anchors.json")]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads((tmp_path / "anchors.json").read_text())
+    expected = thought_anchors(traced, top=3)
+    assert [a["index"] for a in written["anchors"]] == [a.index for a in expected]
+    assert f"[{expected[0].index:>3}]" in printed and "sparsity" in printed
