@@ -28,16 +28,22 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--trace", default=DEMO_TRACE, help=f"bundled trace name (default: {DEMO_TRACE})")
     demo.set_defaults(func=_cmd_demo)
 
-    tracing = commands.add_parser("trace", help="trace a text (or text file) with Stream masks; save the trace")
+    tracing = commands.add_parser(
+        "trace", help="trace a text (or text file) with Stream masks; save the trace"
+    )
     tracing.add_argument("text", metavar="FILE_OR_TEXT", help="a UTF-8 text file, or the text itself")
     tracing.add_argument("--out", required=True, help="trace file to write (.safetensors)")
     tracing.add_argument(
-        "--model", default=None, help="local model folder, .gguf file or locally cached hub id "
-        "(default: the embedded SmolLM2-135M-Instruct)"
+        "--model",
+        default=None,
+        help="local model folder, .gguf file or locally cached hub id "
+        "(default: the embedded SmolLM2-135M-Instruct)",
     )
     tracing.add_argument("--mode", choices=("observe", "sparse"), default="observe", help="default: observe")
     for knob in ("q_block", "k_block", "top_k", "sink", "window"):
-        tracing.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None, help=f"StreamConfig.{knob}")
+        tracing.add_argument(
+            f"--{knob.replace('_', '-')}", type=int, default=None, help=f"StreamConfig.{knob}"
+        )
     tracing.add_argument("--score-rule", choices=("representative", "bound"), default=None)
     tracing.set_defaults(func=_cmd_trace)
 
@@ -47,19 +53,34 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output folder for report.html, summary.json, sentences.csv"
     )
     report.set_defaults(func=_cmd_report)
-    anchors = commands.add_parser("anchors", help="print the top thought anchors of a trace file, bundled trace or text")
+    anchors = commands.add_parser(
+        "anchors", help="print the top thought anchors of a trace file, bundled trace or text"
+    )
     anchors.add_argument(
-        "source", metavar="TRACE_OR_TEXT",
+        "source",
+        metavar="TRACE_OR_TEXT",
         help="a trace file (Trace.save), a bundled trace name (see list_bundled_traces), a UTF-8 text file, or the text",
     )
     anchors.add_argument("--top", type=int, default=5, help="how many anchors (default: 5)")
-    anchors.add_argument("--variant", choices=("raw", "depth", "distance"), default=None,
-                         help="vertical-score variant (default: stream_widgets.anchors.DEFAULT_VARIANT)")
+    anchors.add_argument(
+        "--variant",
+        choices=("raw", "depth", "distance"),
+        default=None,
+        help="vertical-score variant (default: stream_widgets.anchors.DEFAULT_VARIANT)",
+    )
     anchors.add_argument("--heads", type=int, default=20, help="receiver heads to average over (default: 20)")
-    anchors.add_argument("--max-tokens", type=int, default=None,
-                         help="cut a text at the last sentence within this many tokens before tracing")
-    anchors.add_argument("--model", default=None, help="model for texts (default: the embedded SmolLM2-135M-Instruct)")
-    anchors.add_argument("--json", default=None, metavar="PATH", help="also write the anchors as JSON to PATH")
+    anchors.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="cut a text at the last sentence within this many tokens before tracing",
+    )
+    anchors.add_argument(
+        "--model", default=None, help="model for texts (default: the embedded SmolLM2-135M-Instruct)"
+    )
+    anchors.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the anchors as JSON to PATH"
+    )
     anchors.set_defaults(func=_cmd_anchors)
 
     tag = commands.add_parser("tag", help="tag every CoT sentence with its reasoning function (spaCy tagger)")
@@ -68,7 +89,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     tag.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tag.add_argument(
-        "--min-confidence", type=float, default=0.0, help="below this probability the tag is 'unknown' (default 0)"
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="below this probability the tag is 'unknown' (default 0)",
     )
     tag.add_argument("--width", type=int, default=80, help="characters of sentence text shown (default 80)")
     tag.set_defaults(func=_cmd_tag)
@@ -96,8 +120,8 @@ def _print_summary(data, html) -> None:
 def _cmd_demo(args) -> int:
     from stream_widgets.data import load_bundled_trace
     from stream_widgets.explore import explore_data
-    from stream_widgets.models import load_model
     from stream_widgets.html_report import write_report
+    from stream_widgets.models import load_model
     from stream_widgets.tracer import trace
 
     bundled = load_bundled_trace(args.trace)
@@ -155,7 +179,9 @@ def _cmd_anchors(args) -> int:
         from stream_widgets.models import load_model
         from stream_widgets.tracer import trace
 
-        if not is_file and any(n == args.source or n.endswith("/" + args.source) for n in list_bundled_traces()):
+        if not is_file and any(
+            n == args.source or n.endswith("/" + args.source) for n in list_bundled_traces()
+        ):
             bundled = load_bundled_trace(args.source)
             text, tags = bundled.full_cot, bundled.labels
         else:
@@ -167,18 +193,24 @@ def _cmd_anchors(args) -> int:
     variant = args.variant or DEFAULT_VARIANT
     heads = min(args.heads, result.num_layers * result.num_heads)
     found = thought_anchors(result, top=args.top, variant=variant, top_heads=heads)
-    print(f"{result.model_id}: {result.seq_len} tokens, {len(result.sentences)} sentences, "
-          f"sparsity {float(result.sparsity().mean()):.1%}")
+    print(
+        f"{result.model_id}: {result.seq_len} tokens, {len(result.sentences)} sentences, "
+        f"sparsity {float(result.sparsity().mean()):.1%}"
+    )
     print(f"top {len(found)} thought anchors ({variant} score over {heads} receiver heads of this trace):")
     records = []
     for anchor in found:
         tag = tags[anchor.index] if tags is not None and anchor.index < len(tags) else "-"
-        print(f"  [{anchor.index:>3}] {anchor.score:8.4f}  {tag:<24} {anchor.text.replace(chr(10), ' ')[:70]}")
+        print(
+            f"  [{anchor.index:>3}] {anchor.score:8.4f}  {tag:<24} {anchor.text.replace(chr(10), ' ')[:70]}"
+        )
         records.append({**dataclasses.asdict(anchor), "function_tag": None if tag == "-" else tag})
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model_id": result.model_id, "variant": variant, "anchors": records}, indent=1))
+        out.write_text(
+            json.dumps({"model_id": result.model_id, "variant": variant, "anchors": records}, indent=1)
+        )
         print(f"anchors: {out}")
     return 0
 

@@ -43,7 +43,8 @@ def tag_sentences(text: str, sentences: Sequence, nlp=None) -> list[str]:
         import tagging
 
         nlp = tagging.load()
-    spans = list(nlp(text).spans["cot"])
+    doc = nlp(text)  # spans need their Doc alive
+    spans = list(doc.spans["cot"])
     if [(s.start_char, s.end_char) for s in spans] != [(s.char_start, s.char_end) for s in sentences]:
         raise ValueError(
             f"the tagger found {len(spans)} sentences where the trace has {len(sentences)}; "

@@ -11,3 +11,23 @@ def default_model():
 
     torch.set_num_threads(2)
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def real_trace(default_model):
+    """A Stream trace (observe mode, default config) of a real bundled reasoning trace, cut to ~1,200 tokens."""
+    from stream_widgets.data import load_bundled_trace
+    from stream_widgets.dense_reference import truncate_to_tokens
+    from stream_widgets.tracer import trace
+
+    model, tokenizer = default_model
+    text = load_bundled_trace("deepseek-r1-distill-qwen-14b/correct_base_solution/problem_330").full_cot
+    return trace(model, tokenizer, truncate_to_tokens(tokenizer, text, 1200), progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_explore_data(real_trace):
+    """What the views show for `real_trace`: tags from the shipped tagger, anchors, attention means."""
+    from stream_widgets.explore import explore_data
+
+    return explore_data(real_trace)

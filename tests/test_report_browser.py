@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 CHROMIUM_ARGS = [
@@ -31,7 +31,6 @@ if CHROMIUM is None:
 sync_api = pytest.importorskip("playwright.sync_api", reason="the python playwright package is not installed")
 
 from stream_widgets.html_report import write_report  # noqa: E402
-from stream_widgets.widgets import synthetic_example  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +88,11 @@ def _bar_position(page: OfflinePage, index: int) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    data = synthetic_example(S=40, L=4, H=3, seed=0)
-    # Math-looking text must not make BokehJS fetch MathJax from a CDN.
-    data.sentences[5] = "So the cost is $5 and $$x^2$$ = 4."
+def report(tmp_path_factory, real_explore_data):
+    """The report of a real trace (the default model on a bundled reasoning trace): the README picture."""
+    data = real_explore_data
+    # The problem statement holds TeX ($...$): it must not make BokehJS fetch MathJax from a CDN.
+    assert "$" in data.text
     path = write_report(data, tmp_path_factory.mktemp("report"))
     return data, path
 
@@ -140,7 +140,10 @@ def test_report_renders_offline_and_links_views(browser, report):
     expected = data.sentence_attention[1].mean(axis=0)
     assert after != before
     assert after[0] == pytest.approx(float(expected[0, 0]), abs=float(expected.max()) / 255 + 1e-6)
-    assert after[10 * 40 + 3] == pytest.approx(float(expected[10, 3]), abs=float(expected.max()) / 255 + 1e-6)
+    size = data.n_sentences
+    assert after[10 * size + 3] == pytest.approx(
+        float(expected[10, 3]), abs=float(expected.max()) / 255 + 1e-6
+    )
 
     # The tag filter dims the unchecked tags in the text view.
     page.evaluate("() => { Bokeh.documents[0].get_model_by_name('sw_tag_filter').active = [0]; }")
@@ -158,14 +161,14 @@ def test_report_renders_offline_and_links_views(browser, report):
     assert page.errors == [], f"console errors: {page.errors}"
 
 
-def test_explorer_views_render(browser, tmp_path):
+def test_explorer_views_render(browser, tmp_path, real_explore_data):
     """The explorer's Bokeh views (what the notebook shows under its ipywidgets controls)."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
     from stream_widgets.widgets import build_explorer
 
-    data = synthetic_example(S=40, L=4, H=3, seed=0)
+    data = real_explore_data
     explorer = build_explorer(data)
     explorer.set_layer_head(2, None)
     explorer.select(data.top_anchors(1)[0])
