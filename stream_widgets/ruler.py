@@ -37,8 +37,11 @@ __all__ = [
     "NEEDLES",
     "RulerCase",
     "RulerResult",
+    "format_table",
     "make_cases",
+    "run_ruler",
     "score_case",
+    "summarize",
 ]
 
 KINDS = ("single", "multikey", "multivalue", "multiquery")
@@ -470,6 +473,81 @@ def score_case(
         route=found,
         seconds=time.perf_counter() - started,
     )
+
+
+def run_ruler(
+    model,
+    tokenizer,
+    lengths: list[int],
+    kinds: tuple[str, ...] | list[str] = KINDS,
+    cases: int = 1,
+    *,
+    haystack: str = "filler",
+    config=None,
+    seed: int = 0,
+    route: bool = False,
+    progress: bool = True,
+) -> list[RulerResult]:
+    """Score `cases` cases of every (length, kind); depths spread evenly over [0.1, 0.9].
+
+    Returns:
+        The results, length-major then kind.
+    """
+    todo = [(length, kind) for length in lengths for kind in kinds]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo) * cases, desc="RULER cases", unit="case")
+    results = []
+    depths = [0.1 + 0.8 * i / max(1, cases - 1) for i in range(cases)] if cases > 1 else [0.5]
+    for length, kind in todo:
+        for case in make_cases(kind, cases, length, depths, haystack, tokenizer, seed):
+            results.append(score_case(model, tokenizer, case, config, route=route))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(str(results[-1])[:60])
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def summarize(results: list[RulerResult]) -> list[dict]:
+    """One row per (length, kind): cases, dense and sparse accuracy, agreement, sparsity, needle mass kept.
+
+    Length is the requested length bucket (the largest power of two >= the case length, for grouping).
+    """
+    groups: dict[tuple[int, str], list[RulerResult]] = {}
+    for r in results:
+        bucket = 1 << max(0, (r.case.length - 1).bit_length())
+        groups.setdefault((bucket, r.case.kind), []).append(r)
+    rows = []
+    for (length, kind), rs in sorted(groups.items(), key=lambda g: (g[0][0], KINDS.index(g[0][1]))):
+        n = len(rs)
+        rows.append({
+            "length": length,
+            "kind": kind,
+            "cases": n,
+            "dense_accuracy": sum(r.dense_correct for r in rs) / n,
+            "sparse_accuracy": sum(r.sparse_correct for r in rs) / n,
+            "agreement": sum(r.agree for r in rs) / n,
+            "sparsity": sum(r.sparsity for r in rs) / n,
+            "needle_mass_kept": sum(r.needle_mass_kept for r in rs) / n,
+            "seconds": sum(r.seconds for r in rs),
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of `summarize` as a Markdown table."""
+    lines = ["| length | kind | cases | dense acc | sparse acc | agreement | sparsity | needle mass kept | s |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['length']} | {r['kind']} | {r['cases']} | {r['dense_accuracy']:.2f} | {r['sparse_accuracy']:.2f} "
+            f"| {r['agreement']:.2f} | {r['sparsity']:.1%} | {r['needle_mass_kept']:.3f} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 class _Keep(contextlib.AbstractContextManager):
