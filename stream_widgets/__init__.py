@@ -31,6 +31,11 @@ _LAZY = {
     "ExploreData": "stream_widgets.widgets.data",
     "explore_data": "stream_widgets.explore",
     "write_report": "stream_widgets.html_report",
+    "make_cases": "stream_widgets.ruler",
+    "RulerCase": "stream_widgets.ruler",
+    "score_case": "stream_widgets.ruler",
+    "RulerResult": "stream_widgets.ruler",
+    "find_route": "stream_widgets.routes",
 }
 
 __all__ = ["StreamConfig", "StreamMask", "estimate_mask", "explore", "fidelity", "oracle_mask", "report", *_LAZY]

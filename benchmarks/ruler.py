@@ -1,0 +1,75 @@
+"""RULER needle cases with the default model: dense vs Stream-sparse accuracy, sparsity, needle mass kept.
+
+For every (length, kind) it scores ``--cases`` cases (depths spread over [0.1, 0.9], filler haystack,
+default `StreamConfig`), prints the table and writes ``benchmarks/results/ruler.json`` (table, per-case
+results, machine, wall time). The route of the first case is found too, written into the JSON and as a
+standalone HTML view (``--route-html``, default ``benchmarks/results/ruler_route.html``).
+
+Cost on CPU: two prompt passes per case (about 2x a plain forward pass each), i.e. minutes per case at
+4k-8k tokens on two cores; choose ``--lengths`` and ``--cases`` to fit the time you have.
+
+Usage: ``python benchmarks/ruler.py [--lengths 1024 2048 4096 8192] [--cases 1] [--kinds ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from stream_widgets.config import StreamConfig
+from stream_widgets.models import load_model
+from stream_widgets.ruler import KINDS, format_table, make_cases, run_ruler, score_case, summarize
+from stream_widgets.widgets.routes import write_route_html
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS))
+    parser.add_argument("--cases", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "ruler.json"))
+    parser.add_argument("--route-html", default=str(RESULTS / "ruler_route.html"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
+    config = StreamConfig()
+    model, tokenizer = load_model()
+    started = time.perf_counter()
+
+    # The route case: a single needle at mid depth at the shortest length.
+    case = make_cases("single", 1, min(args.lengths), 0.5, "filler", tokenizer, seed=100)[0]
+    routed = score_case(model, tokenizer, case, config, route=True)
+    print(routed)
+    print(routed.route)
+    print("route heads by layer:", routed.route.heads())
+    write_route_html(routed.route, args.route_html)
+
+    results = run_ruler(model, tokenizer, args.lengths, args.kinds, args.cases, config=config, route=False)
+    rows = summarize(results)
+    elapsed = time.perf_counter() - started
+    print(f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s")
+    print(format_table(rows))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": machine,
+        "config": config.to_dict(),
+        "cases_per_cell": args.cases,
+        "seconds": elapsed,
+        "table": rows,
+        "cases": [r.to_dict() for r in results],
+        "route_case": routed.to_dict(),
+    }, indent=1), encoding="utf-8")
+    print(f"results: {out}; route view: {args.route_html}")
+
+
+if __name__ == "__main__":
+    main()
