@@ -66,10 +66,12 @@ def bundled_text(tokenizer, tokens: int) -> str:
     from stream_widgets.data import list_bundled_traces, load_bundled_trace
 
     cots = [load_bundled_trace(name).full_cot for name in list_bundled_traces()]
-    text, i = "", 0
+    text, counted, i = "", 0, 0
     while True:
-        text += cots[i % len(cots)] + "\n\n"
-        i += 1
+        piece = cots[i % len(cots)] + "\n\n"
+        text, counted, i = text + piece, counted + len(tokenizer(piece)["input_ids"]), i + 1
+        if counted < tokens:  # piecewise counts are close to the whole text's; check it only when near
+            continue
         offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
         if len(offsets) >= tokens:
             return text[: offsets[tokens - 1][1]]
