@@ -26,7 +26,9 @@ Default variant: ``"distance"`` with ``min_later=4``, chosen from `benchmarks/an
 Stream anchor scores had the highest mean per-trace Spearman correlation with the black-box
 `resampling_importance_kl` (0.22; ``"raw"`` 0.18, ``"depth"`` -0.02) and `counterfactual_importance_kl`
 (0.13; ``"raw"`` 0.12, ``"depth"`` 0.05), and the fewest top-5 anchors in the last 30% of the trace (with
-``"raw"``). These correlations are weak and measured on few traces: treat the choice as a mild
+``"raw"``). It is also the variant whose anchors survive pruning best: at 58% sparsity (``top_k=8``)
+its Stream-vs-dense Spearman stayed 0.90 on average, against 0.89 for ``"raw"`` and 0.85 for
+``"depth"``. These correlations with importance are weak and measured on few traces: treat the choice as a mild
 preference, and ``"raw"`` (the Thought Anchors definition) as the baseline to compare against.
 
 Inputs are a `Trace` (with sentence sums) or a ``[L, H, S, S]`` array of sentence means; outputs are
