@@ -86,8 +86,10 @@ class _Recorder:
         mask = self.mask_fn(query, key, self.config)
         b, h, t, _ = query.shape
         self.masks[layer] = mask.to("cpu")
-        mass = torch.zeros(b, h, mask.num_q_blocks * mask.q_block)
-        blocks = torch.zeros(b, h, mask.num_q_blocks, mask.kv_indices.shape[-1])
+        # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
+        # GPU hundreds of times per layer at long T.
+        mass = torch.zeros(b, h, mask.num_q_blocks * mask.q_block, device=query.device)
+        blocks = torch.zeros(b, h, mask.num_q_blocks, mask.kv_indices.shape[-1], device=query.device)
         heads = list(range(h)) if self.token_heads is None else self.token_heads
         tokens = None
         if layer in self.token_layers:
@@ -121,10 +123,8 @@ class _Recorder:
             if chunk_out is not None:
                 out[:, :, chunk.rows] = chunk_out.to(out.dtype)
             per_block = probs.view(b, h, n, qb, -1, kb).sum(dim=-1)  # [B, H, n, qb, K]
-            mass[:, :, chunk.rows.start * qb : chunk.rows.stop * qb] = (
-                per_block.sum(-1).reshape(b, h, n * qb).cpu()
-            )
-            blocks[:, :, chunk.rows] = per_block.sum(dim=3).cpu()
+            mass[:, :, chunk.rows.start * qb : chunk.rows.stop * qb] = per_block.sum(-1).reshape(b, h, n * qb)
+            blocks[:, :, chunk.rows] = per_block.sum(dim=3)
             if tokens is not None:
                 tokens[:, chunk.rows] = probs[0, heads].cpu()
             if sums is not None:
@@ -138,8 +138,8 @@ class _Recorder:
                 )
                 sums.scatter_add_(-1, flat.reshape(b, h, -1), probs.reshape(b, h, -1))
 
-        self.retained_mass[layer] = mass[..., :t]
-        self.block_attention[layer] = blocks
+        self.retained_mass[layer] = mass[..., :t].cpu()
+        self.block_attention[layer] = blocks.cpu()
         if tokens is not None:
             self.token_weights[layer] = tokens
         if sums is not None:
