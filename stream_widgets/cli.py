@@ -183,17 +183,20 @@ def _cmd_anchors(args) -> int:
     tags: list[str] | None = None
     path = Path(args.source)
     is_file = len(args.source) < 4096 and path.is_file()
-    if is_file and path.suffix == ".safetensors":
-        result = Trace.load(path)
+    if path.suffix == ".safetensors" and len(args.source) < 4096:
+        result = Trace.load(path)  # FileNotFoundError for a missing file
     else:
         from stream_widgets.dense_reference import truncate_to_tokens
         from stream_widgets.models import load_model
         from stream_widgets.tracer import trace
 
-        if not is_file and any(
-            n == args.source or n.endswith("/" + args.source) for n in list_bundled_traces()
-        ):
-            bundled = load_bundled_trace(args.source)
+        names = [n for n in list_bundled_traces() if n == args.source or n.endswith("/" + args.source)]
+        if not is_file and len(names) > 1 and args.source not in names:
+            raise ValueError(
+                f"{args.source!r} names several bundled traces ({', '.join(names)}): give a full name"
+            )
+        if not is_file and names:
+            bundled = load_bundled_trace(args.source if args.source in names else names[0])
             text, tags = bundled.full_cot, bundled.labels
         else:
             text = path.read_text(encoding="utf-8") if is_file else args.source
