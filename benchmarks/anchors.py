@@ -80,18 +80,23 @@ def collect(tokens: int, budget_s: float, config: StreamConfig) -> list[dict]:
         text = truncate_to_tokens(tokenizer, bundled.full_cot, tokens)
         traced = trace(model, tokenizer, text, config, progress=False)
         s = len(traced.sentences)
-        cases.append({
-            "name": name,
-            "tokens": traced.seq_len,
-            "sentences": s,
-            "sparsity": float(traced.sparsity().mean()),
-            "retained_mass": float(traced.retained_mass.mean()),
-            "stream": sentence_attention(traced),
-            "dense": dense_sentence_attention(model, tokenizer, text),
-            "tags": bundled.labels[:s],
-            "importance": {c: np.array(bundled.importance[c][:s]) for c in COLUMNS},
-        })
-        print(f"{len(cases):2d} {name}: T={traced.seq_len} S={s} sparsity={cases[-1]['sparsity']:.1%}", flush=True)
+        cases.append(
+            {
+                "name": name,
+                "tokens": traced.seq_len,
+                "sentences": s,
+                "sparsity": float(traced.sparsity().mean()),
+                "retained_mass": float(traced.retained_mass.mean()),
+                "stream": sentence_attention(traced),
+                "dense": dense_sentence_attention(model, tokenizer, text),
+                "tags": bundled.labels[:s],
+                "importance": {c: np.array(bundled.importance[c][:s]) for c in COLUMNS},
+            }
+        )
+        print(
+            f"{len(cases):2d} {name}: T={traced.seq_len} S={s} sparsity={cases[-1]['sparsity']:.1%}",
+            flush=True,
+        )
     return cases
 
 
@@ -101,24 +106,39 @@ def analyse(cases: list[dict]) -> dict:
         for min_later in MIN_LATER:
             kwargs = {"variant": variant, "min_later": min_later}
             heads = {p: receiver_heads([c[p] for c in cases], **kwargs) for p in ("stream", "dense")}
-            scores = {p: [anchor_scores(c[p], heads[p], **kwargs) for c in cases] for p in ("stream", "dense")}
+            scores = {
+                p: [anchor_scores(c[p], heads[p], **kwargs) for c in cases] for p in ("stream", "dense")
+            }
             rho = [_spearman(a, b) for a, b in zip(scores["stream"], scores["dense"], strict=True)]
-            overlap = [len(set(_top(a)) & set(_top(b))) for a, b in zip(scores["stream"], scores["dense"], strict=True)]
+            overlap = [
+                len(set(_top(a)) & set(_top(b)))
+                for a, b in zip(scores["stream"], scores["dense"], strict=True)
+            ]
             entry = {
                 "receiver_heads": {p: heads[p] for p in heads},
                 "shared_receiver_heads": len(set(heads["stream"]) & set(heads["dense"])),
                 "stream_vs_dense": {
-                    "spearman_mean": float(np.nanmean(rho)), "spearman_min": float(np.nanmin(rho)),
-                    "top5_overlap_mean": float(np.mean(overlap)), "top5_overlap_min": int(min(overlap)),
+                    "spearman_mean": float(np.nanmean(rho)),
+                    "spearman_min": float(np.nanmin(rho)),
+                    "top5_overlap_mean": float(np.mean(overlap)),
+                    "top5_overlap_min": int(min(overlap)),
                     "traces_with_4_of_5": int(sum(o >= 4 for o in overlap)),
                 },
             }
             for p in ("stream", "dense"):
-                late = [np.mean([i >= 0.7 * c["sentences"] for i in _top(sc)]) for sc, c in zip(scores[p], cases, strict=True)]
+                late = [
+                    np.mean([i >= 0.7 * c["sentences"] for i in _top(sc)])
+                    for sc, c in zip(scores[p], cases, strict=True)
+                ]
                 blackbox = {}
                 for column in COLUMNS:
-                    values = [_spearman(sc, c["importance"][column]) for sc, c in zip(scores[p], cases, strict=True)]
-                    blackbox[column] = {"mean": float(np.nanmean(values)), "traces": int(np.sum(~np.isnan(values)))}
+                    values = [
+                        _spearman(sc, c["importance"][column]) for sc, c in zip(scores[p], cases, strict=True)
+                    ]
+                    blackbox[column] = {
+                        "mean": float(np.nanmean(values)),
+                        "traces": int(np.sum(~np.isnan(values))),
+                    }
                 by_tag: dict[str, list[float]] = {}
                 for sc, c in zip(scores[p], cases, strict=True):
                     for value, tag in zip(sc, c["tags"], strict=True):
@@ -127,33 +147,49 @@ def analyse(cases: list[dict]) -> dict:
                 entry[p] = {
                     "blackbox_spearman": blackbox,
                     "top5_share_in_last_30pct": float(np.mean(late)),
-                    "mean_score_by_tag": {t: {"mean": float(np.mean(v)), "n": len(v)} for t, v in sorted(by_tag.items())},
+                    "mean_score_by_tag": {
+                        t: {"mean": float(np.mean(v)), "n": len(v)} for t, v in sorted(by_tag.items())
+                    },
                 }
             results[f"{variant}/min_later={min_later}"] = entry
     return results
 
 
 def print_tables(cases: list[dict], results: dict) -> None:
-    print(f"\n{len(cases)} traces, {np.mean([c['tokens'] for c in cases]):.0f} tokens and "
-          f"{np.mean([c['sentences'] for c in cases]):.1f} sentences on average; Stream sparsity "
-          f"{np.mean([c['sparsity'] for c in cases]):.1%} (min {min(c['sparsity'] for c in cases):.1%}), "
-          f"retained mass {np.mean([c['retained_mass'] for c in cases]):.3f}")
+    print(
+        f"\n{len(cases)} traces, {np.mean([c['tokens'] for c in cases]):.0f} tokens and "
+        f"{np.mean([c['sentences'] for c in cases]):.1f} sentences on average; Stream sparsity "
+        f"{np.mean([c['sparsity'] for c in cases]):.1%} (min {min(c['sparsity'] for c in cases):.1%}), "
+        f"retained mass {np.mean([c['retained_mass'] for c in cases]):.3f}"
+    )
     print("\nStream vs dense anchor scores (receiver heads pooled per pipeline, 20 heads)")
     print(f"{'variant':24} {'spearman':>9} {'min':>6} {'top5':>5} {'min':>4} {'>=4/5':>6} {'heads':>6}")
     for key, e in results.items():
         sd = e["stream_vs_dense"]
-        print(f"{key:24} {sd['spearman_mean']:9.3f} {sd['spearman_min']:6.3f} {sd['top5_overlap_mean']:5.2f} "
-              f"{sd['top5_overlap_min']:4d} {sd['traces_with_4_of_5']:3d}/{len(cases):<2d} {e['shared_receiver_heads']:4d}/20")
-    short = {c: c.replace("_importance", "").replace("counterfactual", "cf").replace("resampling", "rs")
-             .replace("forced", "fo").replace("accuracy", "acc") for c in COLUMNS}
-    print("\nMean per-trace Spearman of anchor scores with black-box importance (and share of top-5 in last 30%)")
+        print(
+            f"{key:24} {sd['spearman_mean']:9.3f} {sd['spearman_min']:6.3f} {sd['top5_overlap_mean']:5.2f} "
+            f"{sd['top5_overlap_min']:4d} {sd['traces_with_4_of_5']:3d}/{len(cases):<2d} {e['shared_receiver_heads']:4d}/20"
+        )
+    short = {
+        c: c.replace("_importance", "")
+        .replace("counterfactual", "cf")
+        .replace("resampling", "rs")
+        .replace("forced", "fo")
+        .replace("accuracy", "acc")
+        for c in COLUMNS
+    }
+    print(
+        "\nMean per-trace Spearman of anchor scores with black-box importance (and share of top-5 in last 30%)"
+    )
     print(f"{'variant':24} {'path':6} " + " ".join(f"{short[c]:>8}" for c in COLUMNS) + f" {'late':>5}")
     for key, e in results.items():
         for p in ("stream", "dense"):
             row = " ".join(f"{e[p]['blackbox_spearman'][c]['mean']:8.3f}" for c in COLUMNS)
             print(f"{key:24} {p:6} {row} {e[p]['top5_share_in_last_30pct']:5.2f}")
-    print("\nMean anchor score per function tag (Stream; raw in attention units, depth in rank fraction, "
-          "distance in multiples of the usual attention at that distance)")
+    print(
+        "\nMean anchor score per function tag (Stream; raw in attention units, depth in rank fraction, "
+        "distance in multiples of the usual attention at that distance)"
+    )
     keys = [f"{v}/min_later=4" for v in VARIANTS]
     tags = sorted({t for k in keys for t in results[k]["stream"]["mean_score_by_tag"]})
     print(f"{'tag':24} {'n':>5} " + " ".join(f"{k.split('/')[0]:>9}" for k in keys))
@@ -165,10 +201,16 @@ def print_tables(cases: list[dict], results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=1024, help="token budget per trace (cut at a sentence end)")
-    parser.add_argument("--budget-s", type=float, default=600.0, help="stop adding traces after this many seconds")
+    parser.add_argument(
+        "--tokens", type=int, default=1024, help="token budget per trace (cut at a sentence end)"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=600.0, help="stop adding traces after this many seconds"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--top-k", type=int, default=None, help="StreamConfig.top_k (default: the default config)")
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="StreamConfig.top_k (default: the default config)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default: {RESULTS})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -185,7 +227,9 @@ def main() -> None:
         "config": config.to_dict(),
         "token_budget": args.tokens,
         "seconds": round(time.perf_counter() - started, 1),
-        "traces": [{k: c[k] for k in ("name", "tokens", "sentences", "sparsity", "retained_mass")} for c in cases],
+        "traces": [
+            {k: c[k] for k in ("name", "tokens", "sentences", "sparsity", "retained_mass")} for c in cases
+        ],
         "results": results,
     }
     args.out.write_text(json.dumps(payload, indent=1))

@@ -71,6 +71,7 @@ DEFAULT_MIN_LATER = 4
 PROXIMITY_IGNORE = 4
 """Rows i < j + 4 are left out of column j's mean, as in the Thought Anchors receiver-head code."""
 
+
 # --------------------------------------------------------------------------- sentence x sentence attention
 def mean_sentence_attention(sums, token_counts) -> np.ndarray:
     """Turn summed sentence attention into means: ``sums[..., i, j] / (n_i * n_j)``.
@@ -196,7 +197,9 @@ def _distance_profile(a: np.ndarray) -> np.ndarray:
     attention at that distance". A distance whose mean is 0 has only 0 cells; they stay 0.
     """
     s = a.shape[-1]
-    profile = np.stack([np.diagonal(a, offset=-d, axis1=-2, axis2=-1).mean(axis=-1) for d in range(s)], axis=-1)
+    profile = np.stack(
+        [np.diagonal(a, offset=-d, axis1=-2, axis2=-1).mean(axis=-1) for d in range(s)], axis=-1
+    )
     return np.where(profile > 0, profile, 1.0)
 
 
@@ -277,7 +280,9 @@ def receiver_heads(
     kurt = head_kurtosis(inputs, variant=variant, proximity_ignore=proximity_ignore, min_later=min_later)
     _check_int("top", top, 1)
     if top > kurt.size:
-        raise ValueError(f"top={top} but there are only {kurt.size} heads ({kurt.shape[0]} layers x {kurt.shape[1]})")
+        raise ValueError(
+            f"top={top} but there are only {kurt.size} heads ({kurt.shape[0]} layers x {kurt.shape[1]})"
+        )
     key = np.where(np.isnan(kurt), -np.inf, kurt).ravel()
     order = np.lexsort((np.arange(key.size), -key))[:top]  # stable: ties by flat index
     return [(int(i // kurt.shape[1]), int(i % kurt.shape[1])) for i in order]
@@ -312,11 +317,14 @@ def anchor_scores(
     (matrix,) = _matrices(inputs, single=True)
     kwargs = {"variant": variant, "proximity_ignore": proximity_ignore, "min_later": min_later}
     if receiver_heads is None:
-        receiver_heads = _pick_receiver_heads(matrix, min(top_heads, matrix.shape[0] * matrix.shape[1]), **kwargs)
+        receiver_heads = _pick_receiver_heads(
+            matrix, min(top_heads, matrix.shape[0] * matrix.shape[1]), **kwargs
+        )
     heads = _check_heads(receiver_heads, matrix.shape[:2])
     layers, head_ids = zip(*heads, strict=True)
-    scores = vertical_scores(matrix[list(layers), list(head_ids)], proximity_ignore, variant=variant,
-                             min_later=min_later)  # [R, S]
+    scores = vertical_scores(
+        matrix[list(layers), list(head_ids)], proximity_ignore, variant=variant, min_later=min_later
+    )  # [R, S]
     return scores.mean(axis=0)
 
 
@@ -373,16 +381,29 @@ def thought_anchors(
     """
     _check_int("top", top, 1)
     source = trace if matrix is None else _as_numpy(matrix)
-    scores = anchor_scores(source, receiver_heads, top_heads=top_heads, variant=variant,
-                           proximity_ignore=proximity_ignore, min_later=min_later)
+    scores = anchor_scores(
+        source,
+        receiver_heads,
+        top_heads=top_heads,
+        variant=variant,
+        proximity_ignore=proximity_ignore,
+        min_later=min_later,
+    )
     if len(trace.sentences) != scores.shape[0]:
-        raise ValueError(f"the matrix has {scores.shape[0]} sentences but the trace has {len(trace.sentences)}")
-    ranked = [i for i in np.lexsort((np.arange(scores.size), -np.nan_to_num(scores, nan=-np.inf)))
-              if not np.isnan(scores[i])]
+        raise ValueError(
+            f"the matrix has {scores.shape[0]} sentences but the trace has {len(trace.sentences)}"
+        )
+    ranked = [
+        i
+        for i in np.lexsort((np.arange(scores.size), -np.nan_to_num(scores, nan=-np.inf)))
+        if not np.isnan(scores[i])
+    ]
     anchors = []
     for i in ranked[:top]:
         s = trace.sentences[i]
-        anchors.append(Anchor(int(i), s.text, float(scores[i]), s.char_start, s.char_end, s.token_start, s.token_end))
+        anchors.append(
+            Anchor(int(i), s.text, float(scores[i]), s.char_start, s.char_end, s.token_start, s.token_end)
+        )
     return anchors
 
 

@@ -84,7 +84,9 @@ def dense_sentence_sums(model, tokenizer, text: str) -> tuple[torch.Tensor, torc
     num_layers = model.config.get_text_config().num_hidden_layers
     missing = sorted(set(range(num_layers)) - set(layers))
     if missing:
-        raise ValueError(f"layers {missing} did not call the attention interface: this model cannot be referenced")
+        raise ValueError(
+            f"layers {missing} did not call the attention interface: this model cannot be referenced"
+        )
     counts = torch.tensor([sp.n_tokens for sp in spans], dtype=torch.int64)
     return torch.stack([layers[i] for i in range(num_layers)]), counts
 

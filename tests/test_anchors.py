@@ -87,7 +87,9 @@ def test_control_depth_is_the_depth_variant_and_removes_row_scale():
     scaled = a * rng.uniform(0.1, 10.0, size=(15, 1))  # every row on its own scale
     np.testing.assert_array_equal(vertical_scores(a, control_depth=True), vertical_scores(a, variant="depth"))
     np.testing.assert_allclose(vertical_scores(scaled, variant="depth"), vertical_scores(a, variant="depth"))
-    assert not np.allclose(vertical_scores(scaled, variant="raw"), vertical_scores(a, variant="raw"), equal_nan=True)
+    assert not np.allclose(
+        vertical_scores(scaled, variant="raw"), vertical_scores(a, variant="raw"), equal_nan=True
+    )
     with pytest.raises(ValueError, match="control_depth"):
         vertical_scores(a, control_depth=True, variant="raw")
 
@@ -164,7 +166,9 @@ def test_receiver_heads_pick_highest_mean_kurtosis():
     kwargs = {"variant": "raw", "min_later": 2}
     want = _kurtosis_loop(matrices, **kwargs)
     np.testing.assert_allclose(head_kurtosis(matrices, **kwargs), want, rtol=1e-10)
-    order = sorted(((want[layer, head], layer, head) for layer in range(4) for head in range(5)), reverse=True)
+    order = sorted(
+        ((want[layer, head], layer, head) for layer in range(4) for head in range(5)), reverse=True
+    )
     assert receiver_heads(matrices, top=6, **kwargs) == [(layer, head) for _, layer, head in order[:6]]
     with pytest.raises(ValueError, match="only 20 heads"):
         receiver_heads(matrices, top=21, **kwargs)
