@@ -8,8 +8,8 @@ tokenizer (its ids are < 49152, inside Qwen2's vocabulary). Per T, after one war
 * ``sdpa``: a plain forward of the decoder (``model.get_decoder()``, no LM head, no cache) with
   ``attn_implementation="sdpa"``;
 * ``observe``: `stream_widgets.trace` in ``observe`` mode, default `StreamConfig`, ``sentences=False``
-  (no sentence sums: the text is many traces glued together), wall time including tokenisation and the
-  copy of the records to host memory.
+  (no sentence sums: the text is many traces glued together; ``--sentences`` turns them on, ``[L, H, S, S]``
+  float32 on the host), wall time including tokenisation and the copy of the records to host memory.
 
 Peak GPU memory = ``torch.cuda.max_memory_allocated()`` after a reset per case (weights included).
 Wall time = host clock around the call with ``torch.cuda.synchronize()`` on both sides; the median of
@@ -109,7 +109,7 @@ def sdpa_forward(model, input_ids: torch.Tensor):
         )
 
 
-def run_case(model, tokenizer, tokens: int, repeats: int) -> dict:
+def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = False) -> dict:
     text = bundled_text(tokenizer, tokens)
     input_ids = tokenize(tokenizer, text)[0].cuda()
     row: dict = {"tokens": int(input_ids.shape[1]), "weights_bytes": torch.cuda.memory_allocated()}
@@ -124,7 +124,7 @@ def run_case(model, tokenizer, tokens: int, repeats: int) -> dict:
 
         def call():
             nonlocal result
-            result = trace(model, tokenizer, text, mode="observe", sentences=False, progress=False)
+            result = trace(model, tokenizer, text, mode="observe", sentences=sentences, progress=False)
 
         runs.append(_measure(call))
     row["observe_seconds"] = [s for s, _ in runs]
@@ -133,6 +133,7 @@ def run_case(model, tokenizer, tokens: int, repeats: int) -> dict:
     row["retained_mass"] = result.retained_mass.mean().item()
     row["retained_mass_p05"] = torch.quantile(result.retained_mass.flatten()[::97].double(), 0.05).item()
     row["trace_seq_len"] = result.seq_len
+    row["num_sentences"] = len(result.sentences)
     return row
 
 
@@ -282,6 +283,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, help="folder with the SmolLM2 tokenizer files")
     parser.add_argument("--tokens", type=int, nargs="*", default=LENGTHS)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sentences", action="store_true", help="trace with sentence sums")
     parser.add_argument("--profile", type=int, default=0, help="profile one layer at this T (0: skip)")
     parser.add_argument("--fidelity-gguf", type=Path, help="run the default-model fidelity check instead")
     parser.add_argument("--fidelity-tokens", type=int, nargs="*", default=[4096, 8192])
@@ -304,12 +306,14 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, local_files_only=True)
         model = random_qwen2()
         result.update(machine=machine(), model=dict(QWEN2_1_5B, dtype="bfloat16", weights="random"))
-        result.update(config=StreamConfig().to_dict(), sentences=False, repeats=args.repeats, cases=[])
+        result.update(
+            config=StreamConfig().to_dict(), sentences=args.sentences, repeats=args.repeats, cases=[]
+        )
         text = bundled_text(tokenizer, WARMUP_TOKENS)
         sdpa_forward(model, tokenize(tokenizer, text)[0].cuda())
         trace(model, tokenizer, text, sentences=False, progress=False)
         for tokens in args.tokens:
-            row = run_case(model, tokenizer, tokens, args.repeats)
+            row = run_case(model, tokenizer, tokens, args.repeats, args.sentences)
             result["cases"].append(row)
             print(json.dumps(row), flush=True)
             (args.out / "gpu_trace.json").write_text(json.dumps(result, indent=2))
