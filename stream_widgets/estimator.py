@@ -20,6 +20,7 @@ Every shape is static (ranges are padded and empty ranges score -inf), so `estim
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -206,18 +207,25 @@ def _bound_scores(
     return bound.amax(dim=1)
 
 
+# Scores the halves ``[lo2, hi2)`` of one round, ``[R, 2 top_k]``; the flag says it is the last round.
+ScoreHalves = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+
+
+def _num_rounds(seq_len: int, config: StreamConfig) -> int:
+    """Halving rounds until every range is one block: ceil(log2(max candidates / top_k)), at least 0."""
+    max_candidates = _max_candidates(seq_len, config)
+    rounds = 0
+    while config.top_k << rounds < max_candidates:
+        rounds += 1
+    return rounds
+
+
 def _search(
-    q_rows: torch.Tensor,
-    k_blocks: torch.Tensor,
-    kv_row: torch.Tensor,
-    start: torch.Tensor,
-    count: torch.Tensor,
-    config: StreamConfig,
-    rounds: int,
-    summaries: tuple[torch.Tensor, torch.Tensor] | None,
-    num_k_blocks: int,
+    start: torch.Tensor, count: torch.Tensor, config: StreamConfig, rounds: int, score_halves: ScoreHalves
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hierarchical top-k over candidate blocks [start, start + count) of R block rows.
+
+    The search itself, shared by every backend: `score_halves` is where they differ.
 
     Returns:
         blocks ``[R, top_k]`` int64 and valid ``[R, top_k]`` bool: the chosen key blocks.
@@ -228,7 +236,7 @@ def _search(
     # (Computed through float64, exact for any realistic count: integer floor-division of this product
     # trips an indexing bug in torch.compile's inductor.)
     cuts = torch.floor(
-        torch.arange(top_k + 1, device=q_rows.device, dtype=torch.float64) * count[:, None] / top_k
+        torch.arange(top_k + 1, device=start.device, dtype=torch.float64) * count[:, None] / top_k
     )
     cuts = start[:, None] + cuts.to(torch.int64)
     lo, hi = cuts[:, :-1], cuts[:, 1:]
@@ -236,14 +244,7 @@ def _search(
         mid = lo + (hi - lo + 1) // 2
         lo2 = torch.cat([lo, mid], dim=1)
         hi2 = torch.cat([mid, hi], dim=1)
-        last_round = round_index == rounds - 1
-        if config.score_rule == "representative" or last_round:
-            # After the last split every range is at most one block wide: its centre block is itself,
-            # so this is the exact block score.
-            scores = _block_scores(q_rows, k_blocks, kv_row, (lo2 + hi2 - 1) // 2, num_k_blocks)
-        else:
-            assert summaries is not None
-            scores = _bound_scores(q_rows, summaries, kv_row, lo2, hi2, k_blocks.shape[0], num_k_blocks)
+        scores = score_halves(lo2, hi2, round_index == rounds - 1)
         scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
         # A stable sort breaks ties by position, so the result is deterministic on every backend.
         keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top_k]
@@ -354,13 +355,10 @@ def _estimate_mask_reference(
     q_rows, k_blocks = _blocked(q, k, config)
     block, kv_row = _row_ids(q, k, config)
 
-    max_candidates = _max_candidates(t, config)
-    rounds = 0
-    while config.top_k << rounds < max_candidates:
-        rounds += 1
+    rounds = _num_rounds(t, config)
     summaries = None
     if config.score_rule == "bound" and rounds > 1:
-        levels = max(max_candidates, 1).bit_length()
+        levels = max(_max_candidates(t, config), 1).bit_length()
         summaries = _range_summaries(k_blocks, num_k_blocks, levels)
 
     per_row = 4 * 2 * config.top_k * (config.k_block * (d + config.q_block) + 2 * d + config.q_block)
@@ -371,9 +369,16 @@ def _estimate_mask_reference(
         layout = _layout(block[rows, None], t, config)
         start = layout.sink_end[:, 0]
         count = layout.local_start[:, 0] - start
-        selected, valid = _search(
-            q_rows[rows], k_blocks, kv_row[rows], start, count, config, rounds, summaries, num_k_blocks
-        )
+        chunk_q, chunk_kv = q_rows[rows], kv_row[rows]
+
+        def score_halves(lo2, hi2, last_round, chunk_q=chunk_q, chunk_kv=chunk_kv):
+            if config.score_rule == "representative" or last_round:
+                # After the last split every range is at most one block wide: its centre block is
+                # itself, so this is the exact block score.
+                return _block_scores(chunk_q, k_blocks, chunk_kv, (lo2 + hi2 - 1) // 2, num_k_blocks)
+            return _bound_scores(chunk_q, summaries, chunk_kv, lo2, hi2, k_blocks.shape[0], num_k_blocks)
+
+        selected, valid = _search(start, count, config, rounds, score_halves)
         num, idx = _assemble(selected, valid, layout, config, num_k_blocks)
         nums.append(num)
         idxs.append(idx)

@@ -19,7 +19,7 @@ import importlib.util
 import torch
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import _assemble, _layout, _max_candidates, _to_mask
+from stream_widgets.estimator import _assemble, _layout, _num_rounds, _search, _to_mask
 from stream_widgets.mask import StreamMask
 
 __all__ = ["CUDA_CHUNK_BYTES", "estimate_mask_cuda", "triton_available"]
@@ -32,34 +32,6 @@ CUDA_CHUNK_BYTES = 512 * 2**20
 def triton_available() -> bool:
     """Whether Triton can be imported (without importing it)."""
     return importlib.util.find_spec("triton") is not None
-
-
-def _search(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    row_offset: int,
-    start: torch.Tensor,
-    count: torch.Tensor,
-    config: StreamConfig,
-    rounds: int,
-    num_k_blocks: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`estimator._search` for block rows [row_offset, row_offset + R), scored by the Triton kernel."""
-    from stream_widgets.kernels.block_score import block_scores
-
-    top_k = config.top_k
-    cuts = torch.floor(torch.arange(top_k + 1, device=q.device, dtype=torch.float64) * count[:, None] / top_k)
-    cuts = start[:, None] + cuts.to(torch.int64)
-    lo, hi = cuts[:, :-1], cuts[:, 1:]
-    for _ in range(rounds):
-        mid = lo + (hi - lo + 1) // 2
-        lo2 = torch.cat([lo, mid], dim=1)
-        hi2 = torch.cat([mid, hi], dim=1)
-        scores = block_scores(q, k, (lo2 + hi2 - 1) // 2, row_offset, config.q_block, config.k_block)
-        scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
-        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top_k]
-        lo, hi = lo2.gather(1, keep), hi2.gather(1, keep)
-    return lo, hi - lo == 1
 
 
 def estimate_mask_cuda(
@@ -80,6 +52,8 @@ def estimate_mask_cuda(
     Returns:
         The same `StreamMask` as the reference, up to ties that rounding can flip.
     """
+    from stream_widgets.kernels.block_score import block_scores
+
     assert config.score_rule == "representative", "the bound rule runs on the reference path"
     if q.dtype != k.dtype:
         common = torch.promote_types(q.dtype, k.dtype)
@@ -88,10 +62,7 @@ def estimate_mask_cuda(
     num_q_blocks = -(-t // config.q_block)
     num_k_blocks = -(-t // config.k_block)
     total_rows = b * h * num_q_blocks
-    max_candidates = _max_candidates(t, config)
-    rounds = 0
-    while config.top_k << rounds < max_candidates:
-        rounds += 1
+    rounds = _num_rounds(t, config)
 
     width = config.max_blocks_per_row
     nums = torch.empty(total_rows, device=q.device, dtype=torch.int32)
@@ -105,7 +76,11 @@ def estimate_mask_cuda(
         layout = _layout(block[:, None], t, config)
         start = layout.sink_end[:, 0]
         count = layout.local_start[:, 0] - start
-        selected, valid = _search(q, k, begin, start, count, config, rounds, num_k_blocks)
+
+        def score_halves(lo2, hi2, last_round, begin=begin):
+            return block_scores(q, k, (lo2 + hi2 - 1) // 2, begin, config.q_block, config.k_block)
+
+        selected, valid = _search(start, count, config, rounds, score_halves)
         num, idx = _assemble(selected, valid, layout, config, num_k_blocks)
         nums[begin:end] = num
         idxs[begin:end] = idx
