@@ -5,7 +5,7 @@ sentences and their character spans, one function tag per sentence, anchor and v
 sentence x sentence attention of every (layer, head). It never holds a model or token-level attention,
 so the widgets and the report stay independent of how the numbers were computed.
 
-Importing this module imports numpy only (no Bokeh, no ipywidgets).
+Importing this module imports numpy and the tag list only (no Bokeh, no ipywidgets, no spaCy).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tagging.tags import ALL_TAGS
+
 __all__ = [
     "FUNCTION_TAGS",
     "TAG_COLORS",
@@ -23,18 +25,9 @@ __all__ = [
     "synthetic_example",
 ]
 
-#: The 8 Thought Anchors function tags, in reasoning order, plus "unknown" when nothing fits.
-FUNCTION_TAGS: tuple[str, ...] = (
-    "problem_setup",
-    "plan_generation",
-    "fact_retrieval",
-    "active_computation",
-    "result_consolidation",
-    "uncertainty_management",
-    "final_answer_emission",
-    "self_checking",
-    "unknown",
-)
+#: The 8 Thought Anchors function tags, in reasoning order, plus "unknown" when nothing fits: the
+#: tagger's vocabulary (`tagging.tags`; importing it loads no spaCy).
+FUNCTION_TAGS: tuple[str, ...] = ALL_TAGS
 
 #: One colour per function tag (Okabe-Ito hues, wine instead of black so text stays readable; grey
 #: for "unknown").
