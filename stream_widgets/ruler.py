@@ -430,7 +430,8 @@ def score_case(
         raise ValueError(f"the case has {case.length} tokens but this tokenizer gives {input_ids.shape[1]}: "
                          "score a case with the tokenizer it was made with")
     digits = max(len(a) for a in case.answers)
-    budget = max_new_tokens or len(case.answers) * (digits + 3) + 2
+    # Room for list formatting (":\n\n1. 1234567\n2. ..." or "* key: 1234567"), which SmolLM2 uses for several numbers.
+    budget = max_new_tokens or len(case.answers) * (digits + 8) + 8
     check_context_length(model, case.length + budget)
     stop = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
     stop.discard(tokenizer.unk_token_id)
