@@ -26,8 +26,14 @@ from stream_widgets.models import load_model
 
 CONFIGS = {
     "default (q64, top32)": StreamConfig(),
-    "q16, top32": StreamConfig(q_block=16),
-    "q64, top32, bound": StreamConfig(score_rule="bound"),
+    "q64, top8": StreamConfig(top_k=8),
+    "q32, top8": StreamConfig(q_block=32, top_k=8),
+    "q16, top8": StreamConfig(q_block=16, top_k=8),
+    "q16, top8, bound": StreamConfig(q_block=16, top_k=8, score_rule="bound"),
+    "q16, top12": StreamConfig(q_block=16, top_k=12),
+    "q16, k8, top16": StreamConfig(q_block=16, k_block=8, top_k=16),
+    "q16, top6, w128": StreamConfig(q_block=16, top_k=6, window=128),
+    "q16, top4, s64, w128": StreamConfig(q_block=16, top_k=4, sink=64, window=128),
 }
 
 
@@ -44,10 +50,13 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help="names from CONFIGS")
     parser.add_argument("--oracle", action="store_true", help="also run the exact block oracle per config")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fidelity.json"))
+    parser.add_argument("--model", default=None, help="model path (default: the embedded SmolLM2 GGUF)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    model, tokenizer = load_model()
+    model, tokenizer = load_model(args.model)
+    model = model.to(args.device)
     bundled = [load_bundled_trace(name) for name in list_bundled_traces()]
     bundled = sorted((b for b in bundled if b.is_math), key=lambda b: -len(b.full_cot))[: args.traces]
     rows = []
@@ -61,20 +70,21 @@ def main() -> None:
                 report = fidelity(model, tokenizer, text, CONFIGS[name], mask_fn=mask_fn)
                 row = {
                     "trace": trace.name,
-                    "config": name,
+                    **report.to_dict(),  # holds the config as a dict under "config"
+                    "config_name": name,
                     "mask": mask_name,
-                    **report.to_dict(),
                     "seconds": time.perf_counter() - start,
                 }
                 rows.append(row)
                 print(f"{trace.name[-40:]:<40} {name:<20} {mask_name:<9} {report}", flush=True)
+                _write(args, rows)  # after every row, so a stopped sweep keeps what it measured
 
     print()
     header = f"{'config':<20} {'mask':<9} {'tokens':>6} {'sparsity':>8} {'top-1':>6} {'mean KL':>8} {'p95 KL':>7} {'final top-1':>11} {'mass':>6}"
     print(header)
     for name in args.configs:
         for mask_name in ("estimator", "oracle"):
-            chosen = [r for r in rows if r["config"] == name and r["mask"] == mask_name]
+            chosen = [r for r in rows if r["config_name"] == name and r["mask"] == mask_name]
             if not chosen:
                 continue
 
@@ -87,11 +97,17 @@ def main() -> None:
                 f"{mean('top1_agreement'):>6.3f} {mean('mean_kl'):>8.4f} {mean('p95_kl'):>7.4f} "
                 f"{final:>5}/{len(chosen):<5} {mean('retained_mass'):>6.3f}"
             )
+    print(f"\nwrote {_write(args, rows)}")
+
+
+def _write(args, rows: list[dict]) -> Path:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if args.device == "cuda":
+        machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     out.write_text(json.dumps({"machine": machine, "tokens": args.tokens, "rows": rows}, indent=2))
-    print(f"\nwrote {out}")
+    return out
 
 
 if __name__ == "__main__":
