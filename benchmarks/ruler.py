@@ -24,7 +24,6 @@ import torch
 from stream_widgets.config import StreamConfig
 from stream_widgets.models import load_model
 from stream_widgets.ruler import KINDS, format_table, make_cases, run_ruler, score_case, summarize
-from stream_widgets.widgets.routes import write_route_html
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,12 +35,17 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "ruler.json"))
-    parser.add_argument("--route-html", default=str(RESULTS / "ruler_route.html"))
+    parser.add_argument("--route-html", default=str(RESULTS / "ruler_route.html"), help="'' for none")
+    parser.add_argument("--model", default=None, help="model path (default: the embedded SmolLM2 GGUF)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
+    if args.device == "cuda":
+        machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     config = StreamConfig()
-    model, tokenizer = load_model()
+    model, tokenizer = load_model(args.model)
+    model = model.to(args.device)
     started = time.perf_counter()
 
     # The route case: a single needle at mid depth at the shortest length.
@@ -50,25 +54,30 @@ def main() -> None:
     print(routed)
     print(routed.route)
     print("route heads by layer:", routed.route.heads())
-    write_route_html(routed.route, args.route_html)
+    if args.route_html:
+        from stream_widgets.widgets.routes import write_route_html  # Bokeh: only where a view is wanted
 
-    results = run_ruler(model, tokenizer, args.lengths, args.kinds, args.cases, config=config, route=False)
-    rows = summarize(results)
-    elapsed = time.perf_counter() - started
-    print(f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s")
-    print(format_table(rows))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": machine,
-        "config": config.to_dict(),
-        "cases_per_cell": args.cases,
-        "seconds": elapsed,
-        "table": rows,
-        "cases": [r.to_dict() for r in results],
-        "route_case": routed.to_dict(),
-    }, indent=1), encoding="utf-8")
-    print(f"results: {out}; route view: {args.route_html}")
+        write_route_html(routed.route, args.route_html)
+
+    results = []
+    for length in args.lengths:  # one length at a time, writing as it goes, so a stopped run keeps its rows
+        results += run_ruler(model, tokenizer, [length], args.kinds, args.cases, config=config, route=False)
+        rows = summarize(results)
+        elapsed = time.perf_counter() - started
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "machine": machine,
+            "config": config.to_dict(),
+            "cases_per_cell": args.cases,
+            "seconds": elapsed,
+            "table": rows,
+            "cases": [r.to_dict() for r in results],
+            "route_case": routed.to_dict(),
+        }, indent=1), encoding="utf-8")
+        print(f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s")
+        print(format_table(rows), flush=True)
+    print(f"results: {out}; route view: {args.route_html or 'not written'}")
 
 
 if __name__ == "__main__":
