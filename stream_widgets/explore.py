@@ -8,6 +8,7 @@ means and the receiver heads. The views never see the model or any token x token
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from stream_widgets import anchors
 from stream_widgets.traces import Trace
 
 if TYPE_CHECKING:
+    from stream_widgets.routes import Route
     from stream_widgets.widgets.data import ExploreData
     from stream_widgets.widgets.explorer import Explorer
 
@@ -53,6 +55,11 @@ def tag_sentences(text: str, sentences: Sequence, nlp=None) -> list[str]:
     return [span._.function_tag for span in spans]
 
 
+def _token_spans(trace: Trace) -> list[tuple[int, int]] | None:
+    spans = [(s.token_start, s.token_end) for s in trace.sentences]
+    return None if any(a is None or b is None for a, b in spans) else spans
+
+
 def explore_data(
     trace: Trace | str | os.PathLike,
     tags: Sequence[str] | None = None,
@@ -60,6 +67,7 @@ def explore_data(
     receiver_heads: Sequence[tuple[int, int]] | None = None,
     top_heads: int = 20,
     variant: anchors.Variant | None = None,
+    route: Route | None = None,
 ) -> ExploreData:
     """The plain data the explorer and the report show for one trace.
 
@@ -70,6 +78,8 @@ def explore_data(
             traces with `receiver_heads`); None picks the `top_heads` of this trace alone.
         top_heads: Receiver heads to pick when `receiver_heads` is None.
         variant: Vertical-score variant (`anchors.VARIANTS`); None for `anchors.DEFAULT_VARIANT`.
+        route: A needle route over the same text (`routes.find_route`) to show beside the sentence
+            views; None for none.
 
     Returns:
         An `ExploreData`. Cost O(L H S^2); the attention means are float32 ``[L, H, S, S]``.
@@ -104,6 +114,8 @@ def explore_data(
         vertical_scores=np.nan_to_num(vertical, nan=0.0).mean(axis=(0, 1)),  # over all heads
         sentence_attention=matrix.astype(np.float32),
         receiver_heads=[tuple(head) for head in receiver_heads],
+        token_spans=_token_spans(trace),
+        route=route,
         meta={
             "model": trace.model_id,
             "tokens": trace.seq_len,
@@ -115,26 +127,38 @@ def explore_data(
     )
 
 
+def _data(trace, tags, route, options) -> ExploreData:
+    from stream_widgets.widgets.data import ExploreData
+
+    if not isinstance(trace, ExploreData):
+        return explore_data(trace, tags, route=route, **options)
+    return trace if route is None else dataclasses.replace(trace, route=route)
+
+
 def explore(
-    trace: Trace | str | os.PathLike | ExploreData, tags: Sequence[str] | None = None, **options
+    trace: Trace | str | os.PathLike | ExploreData,
+    tags: Sequence[str] | None = None,
+    *,
+    route: Route | None = None,
+    **options,
 ) -> Explorer:
     """The linked notebook explorer of one trace (an ipywidgets widget; display it in Jupyter).
 
     Args:
         trace: A `Trace`, a saved trace's path, or ready `ExploreData`.
-        tags, options: As in `explore_data`.
+        tags, route, options: As in `explore_data` (a `route` also replaces that of ready `ExploreData`).
     """
-    from stream_widgets.widgets.data import ExploreData
     from stream_widgets.widgets.explorer import build_explorer
 
-    data = trace if isinstance(trace, ExploreData) else explore_data(trace, tags, **options)
-    return build_explorer(data)
+    return build_explorer(_data(trace, tags, route, options))
 
 
 def report(
     trace: Trace | str | os.PathLike | ExploreData,
     path: str | os.PathLike,
     tags: Sequence[str] | None = None,
+    *,
+    route: Route | None = None,
     **options,
 ) -> Path:
     """Write the standalone phase-tag report of one trace into the folder `path`.
@@ -143,7 +167,5 @@ def report(
     ``summary.json`` and ``sentences.csv``; returns the HTML file's path. Arguments as in `explore`.
     """
     from stream_widgets.html_report import write_report
-    from stream_widgets.widgets.data import ExploreData
 
-    data = trace if isinstance(trace, ExploreData) else explore_data(trace, tags, **options)
-    return write_report(data, path)
+    return write_report(_data(trace, tags, route, options), path)

@@ -6,8 +6,10 @@
   it opens offline from disk with no server and no network request. Links run in the browser through
   `CustomJS`: clicking an anchor bar, a heatmap cell, a sentence or an entry of the anchor list selects
   that sentence everywhere; a Select swaps the heatmap between the receiver-head average, each layer's
-  head mean and each receiver head; checkboxes filter tags.
-- `summary.json`: top anchors, tag counts, mean anchor score per tag, which matrices the HTML holds, meta.
+  head mean and each receiver head; checkboxes filter tags. When the data has a needle route, its view
+  comes last; tapping an edge selects the sentence holding the token it reads.
+- `summary.json`: top anchors, tag counts, mean anchor score per tag, which matrices the HTML holds, meta,
+  and the route (`Route.to_dict()`, or null).
 - `sentences.csv`: index, sentence, tag, anchor score, vertical score, character span.
 
 Size: the HTML holds Bokeh's JavaScript (about 1.6 MB) and, per matrix, the lower triangle of the
@@ -360,6 +362,7 @@ def _summary(data: ExploreData, packed: dict, top_k: int) -> dict:
         "heatmap_size": packed["n"],
         "tag_colors": {t: TAG_COLORS[t] for t in counts},
         "meta": _json_safe(data.meta),
+        "route": None if data.route is None else _json_safe(data.route.to_dict()),
     }
 
 

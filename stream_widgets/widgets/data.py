@@ -5,18 +5,23 @@ sentences and their character spans, one function tag per sentence, anchor and v
 sentence x sentence attention of every (layer, head). It never holds a model or token-level attention,
 so the widgets and the report stay independent of how the numbers were computed.
 
-Importing this module imports numpy and the tag list only (no Bokeh, no ipywidgets, no spaCy).
+Importing this module imports numpy and the tag list only (no Bokeh, no ipywidgets, no spaCy, no torch:
+`stream_widgets.routes` is imported only to check a route that is given).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagging.tags import ALL_TAGS
+
+if TYPE_CHECKING:
+    from stream_widgets.routes import Route
 
 __all__ = [
     "FUNCTION_TAGS",
@@ -67,7 +72,13 @@ class ExploreData:
         layer_head_labels: Optional `(layer_labels, head_labels)` with `L` and `H` display names, e.g.
             the model's layer numbers when only some layers were traced. Defaults to "layer 0", "head 0".
         meta: Free-form facts shown in titles and written to the report summary. Keys the views read:
-            `model`, `sparsity`, `score_variant`, `title`.
+            `model`, `sparsity`, `score_variant`, `title`; `tokens` (the text's token count T), when
+            given, bounds `token_spans` and the route's positions.
+        token_spans: Optional `S` half-open `(start, end)` token spans of the sentences, in order, not
+            overlapping; they let the route view find the sentence holding a token position.
+        route: Optional needle route (`stream_widgets.routes.Route`, or its `to_dict()`) over the same
+            text: its positions are token positions, its layers index the first axis of
+            `sentence_attention`. When given, the explorer and the report add the route view.
     """
 
     text: str
@@ -80,6 +91,8 @@ class ExploreData:
     receiver_heads: list[tuple[int, int]]
     layer_head_labels: tuple[Sequence[str], Sequence[str]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    token_spans: list[tuple[int, int]] | None = None
+    route: Route | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -97,6 +110,8 @@ class ExploreData:
         self._check_labels()
         if not isinstance(self.meta, dict):
             raise TypeError(f"ExploreData.meta must be a dict, got {type(self.meta).__name__}")
+        self._check_token_spans(n)
+        self._check_route()
 
     # ------------------------------------------------------------------ validation
 
@@ -190,6 +205,61 @@ class ExploreData:
             )
         self.layer_head_labels = (layers, heads)
 
+    def _token_count(self) -> int | None:
+        tokens = self.meta.get("tokens")
+        return None if tokens is None else int(tokens)
+
+    def _check_token_spans(self, n: int) -> None:
+        if self.token_spans is None:
+            return
+        if len(self.token_spans) != n:
+            raise ValueError(
+                f"ExploreData.token_spans has {len(self.token_spans)} spans for {n} sentences; "
+                "give one (start, end) token span per sentence, or None"
+            )
+        limit = self._token_count()
+        spans = []
+        previous_end = 0
+        for i, span in enumerate(self.token_spans):
+            start, end = (int(v) for v in span)
+            if start < previous_end or end < start or (limit is not None and end > limit):
+                raise ValueError(
+                    f"ExploreData.token_spans[{i}] = {span} is out of order, overlaps the previous span "
+                    f"(ending at {previous_end}), has end < start, or ends past meta['tokens'] = {limit}"
+                )
+            previous_end = end
+            spans.append((start, end))
+        self.token_spans = spans
+
+    def _check_route(self) -> None:
+        if self.route is None:
+            return
+        # Imported only when a route is given: stream_widgets.routes loads torch.
+        from stream_widgets.routes import Route
+
+        if isinstance(self.route, dict):
+            self.route = Route.from_dict(self.route)
+        if not isinstance(self.route, Route):
+            raise TypeError(
+                f"ExploreData.route must be a stream_widgets.routes.Route, its to_dict() or None, "
+                f"got {type(self.route).__name__}"
+            )
+        route, n_layers, limit = self.route, self.n_layers, self._token_count()
+        for e in route.edges + route.pruned:
+            if not 0 <= e.layer < n_layers:
+                raise ValueError(
+                    f"ExploreData.route has an edge at layer {e.layer} outside L={n_layers} "
+                    "(the layers of sentence_attention); pass the route of the same model"
+                )
+        positions = [p for e in route.edges + route.pruned for p in (e.query, e.key)]
+        positions += [*route.sources, route.output]
+        bad = sorted({p for p in positions if p < 0 or (limit is not None and p >= limit)})
+        if bad:
+            raise ValueError(
+                f"ExploreData.route has token positions {bad[:5]} outside [0, {limit}) (meta['tokens']); "
+                "pass the route of this text"
+            )
+
     # ------------------------------------------------------------------ accessors
 
     @property
@@ -222,6 +292,16 @@ class ExploreData:
         used = set(self.tags)
         return [t for t in FUNCTION_TAGS if t in used]
 
+    def sentence_of(self, position: int) -> int | None:
+        """Index of the sentence whose token span holds token `position` (None: no such span, or no spans)."""
+        if self.token_spans is None:
+            return None
+        starts = [start for start, _ in self.token_spans]
+        i = bisect.bisect_right(starts, int(position)) - 1
+        if i >= 0 and position < self.token_spans[i][1]:
+            return i
+        return None
+
     def top_anchors(self, k: int = 5) -> list[int]:
         """Indices of the `k` sentences with the highest anchor score, best first (ties: earlier first)."""
         order = np.argsort(-self.anchor_scores, kind="stable")
@@ -231,7 +311,7 @@ class ExploreData:
         return (
             f"ExploreData(S={self.n_sentences}, L={self.n_layers}, H={self.n_heads}, "
             f"receiver_heads={len(self.receiver_heads)}, tags={len(self.tags_present())} used, "
-            f"meta keys={sorted(self.meta)})"
+            f"route={'yes' if self.route is not None else 'no'}, meta keys={sorted(self.meta)})"
         )
 
 

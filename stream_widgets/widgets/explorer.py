@@ -2,8 +2,9 @@
 
 `build_explorer(data)` returns an `Explorer`, an `ipywidgets.VBox` holding the controls (layer and
 head pickers, a tag filter, an anchor list) above the Bokeh views of `figures.build_views`, embedded
-through `jupyter_bokeh.BokehModel`. Every change, from a control, a tapped bar, a tapped heatmap cell or
-a clicked sentence, goes through `Explorer.select`, `Explorer.set_layer_head` or
+through `jupyter_bokeh.BokehModel`; below them, the needle route view when the data has a route. Every
+change, from a control, a tapped bar, a tapped heatmap cell, a tapped route edge or a clicked sentence,
+goes through `Explorer.select`, `Explorer.set_layer_head` or
 `Explorer.set_tag_filter`, which update all views; the same methods drive it from code and tests.
 
 Only the current `[n, n]` matrix (pooled to at most `max_size` per axis) is ever in the Bokeh document;
@@ -105,6 +106,8 @@ class Explorer(widgets.VBox):
         self.tag_filter.observe(self._on_tag_filter, names="value")
         self.views.sentences.selected.on_change("indices", self._on_indices)
         self.views.heat_figure.on_event(Tap, self._on_heat_tap)
+        if self.views.route_edges is not None:
+            self.views.route_edges.selected.on_change("indices", self._on_route_edge)
 
     # ------------------------------------------------------------------ state
 
@@ -219,6 +222,13 @@ class Explorer(widgets.VBox):
         if event.x is None or not 0 <= event.x < self.data.n_sentences:
             return
         self.select(int(event.x))
+
+    def _on_route_edge(self, attr, old, new) -> None:
+        if self._syncing or not len(new):
+            return
+        sentence = self.views.route_edges.data["sentence"][int(new[0])]
+        if sentence >= 0:
+            self.select(sentence)
 
     def _on_picker(self, change) -> None:
         if self._syncing:

@@ -2,7 +2,8 @@
 
 `build_views` makes one Bokeh layout with five linked parts: the trace text coloured by function tag,
 the sentence x sentence heatmap, anchor-score bars, a per-tag summary (table and tag x tag attention)
-and an info panel for the selected sentence. All selection state lives in one `ColumnDataSource`
+and an info panel for the selected sentence; a sixth, the needle route view (`widgets.routes`), when
+the data carries a route. Tapping a route edge selects the sentence holding the token it reads. All selection state lives in one `ColumnDataSource`
 (`Views.sentences`, one row per sentence): its `selected.indices` is the selected sentence, its
 `alpha` columns are the tag filter. The explorer drives the views from Python, the report from
 browser-side `CustomJS`; both only swap one pooled `[n, n]` matrix at a time.
@@ -86,6 +87,8 @@ class Views:
     bars_figure: figure
     tag_figure: figure
     layout: object
+    route_figure: figure | None = None
+    route_edges: ColumnDataSource | None = None
 
 
 # ---------------------------------------------------------------------------- html pieces
@@ -351,6 +354,52 @@ def _tag_figure(data: ExploreData, tag_heat: ColumnDataSource, mapper) -> figure
     return fig
 
 
+def route_edge_sentences(data: ExploreData, keys: list[int], queries: list[int]) -> list[int]:
+    """Per route edge, the sentence a tap on it selects: the one holding its key token (the token read),
+    else the one holding its query token; -1 for neither (or no `data.token_spans`)."""
+    out = []
+    for key, query in zip(keys, queries, strict=True):
+        sentence = data.sentence_of(key)
+        if sentence is None:
+            sentence = data.sentence_of(query)
+        out.append(-1 if sentence is None else sentence)
+    return out
+
+
+# A tapped route edge selects its sentence through the shared source, like a click in the text view:
+# the source's own callbacks (Python in the explorer, CustomJS in the report) do the rest.
+_JS_ROUTE_TAP = """
+const k = edges.selected.indices;
+if (!k.length) return;
+const j = edges.data.sentence[k[0]];
+if (j >= 0 && !(sentences.selected.indices.length === 1 && sentences.selected.indices[0] === j)) {
+  sentences.selected.indices = [j];
+}
+"""
+
+
+def _route_view(data: ExploreData, sentences: ColumnDataSource) -> tuple[figure, ColumnDataSource]:
+    """The needle route figure of `data.route`, its edges linked to the sentences when token spans are known."""
+    from stream_widgets.widgets.routes import route_figure
+
+    fig = route_figure(data.route, width=900, height=360)
+    edges = fig.select_one({"name": "sw_route_edges"})
+    segments = fig.select_one({"name": "sw_route_segments"})
+    edges.data["sentence"] = route_edge_sentences(data, list(edges.data["key"]), list(edges.data["query"]))
+    if data.token_spans is None:
+        fig.title.text += " (no token spans: not linked to the sentences)"
+    else:
+        fig.title.text += "; tap an edge to select the sentence it reads"
+        fig.add_tools(TapTool(renderers=[segments]))
+        hover = next(t for t in fig.tools if isinstance(t, HoverTool))
+        hover.tooltips = [*hover.tooltips, ("sentence", "#@sentence")]
+        edges.selected.js_on_change(
+            "indices", CustomJS(args=dict(edges=edges, sentences=sentences), code=_JS_ROUTE_TAP)
+        )
+    fig.toolbar.logo = None
+    return fig, edges
+
+
 def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int = MAX_HEATMAP_SIZE) -> Views:
     """Build the linked Bokeh views, showing `matrix` and nothing selected.
 
@@ -405,11 +454,13 @@ def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int
     )
     summary_div = Div(text=_summary_html(data), name="sw_summary", width=340, disable_math=True)
     title_div = Div(text=_title_html(data), name="sw_title", width=900, disable_math=True)
+    route_fig, route_edges = _route_view(data, sentences) if data.route is not None else (None, None)
     layout = column(
         title_div,
         row(text_div, heat_figure),
         bars_figure,
         row(summary_div, tag_figure, info_div),
+        *([route_fig] if route_fig is not None else []),
         name="sw_layout",
     )
     return Views(
@@ -427,4 +478,6 @@ def build_views(data: ExploreData, matrix: np.ndarray, label: str, max_size: int
         bars_figure=bars_figure,
         tag_figure=tag_figure,
         layout=layout,
+        route_figure=route_fig,
+        route_edges=route_edges,
     )

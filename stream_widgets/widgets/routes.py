@@ -88,7 +88,7 @@ def route_figure(route: Any, *, title: str | None = None, width: int = 900, heig
             "does not reach the output with kept edges")
         title = (f"needle route: {kept} kept edges, {len(cols['status']) - kept} dense edges pruned; {reach}")
     fig = figure(
-        width=width, height=height, title=title, x_axis_label="token position", y_axis_label="layer",
+        name="sw_route", width=width, height=height, title=title, x_axis_label="token position", y_axis_label="layer",
         x_range=(-0.02 * data["seq_len"], 1.02 * data["seq_len"]), y_range=(-0.5, data["num_layers"] + 0.5),
         tools="pan,wheel_zoom,box_zoom,reset,save",
     )
@@ -100,9 +100,9 @@ def route_figure(route: Any, *, title: str | None = None, width: int = 900, heig
         fig.add_layout(Span(location=s, dimension="height", line_color=_SPAN_COLORS["needle"], line_alpha=0.5))
     fig.add_layout(Span(location=data["output"], dimension="height", line_color="black", line_dash="dotted",
                         line_width=2))
-    source = ColumnDataSource(cols)
+    source = ColumnDataSource(cols, name="sw_route_edges")
     segments = fig.segment("x0", "y0", "x1", "y1", source=source, line_width="width", line_alpha="alpha",
-                           line_color="color", line_dash="dash")
+                           line_color="color", line_dash="dash", name="sw_route_segments")
     fig.scatter("x1", "y1", source=source, size=5, color="color", alpha="alpha")
     fig.add_tools(HoverTool(renderers=[segments], tooltips=[
         ("layer.head", "@layer.@head"), ("key -> query", "@key -> @query"), ("tokens", "@label"),

@@ -116,3 +116,54 @@ def test_top_links_are_causal_and_sorted():
     assert [matrix[r, 3] for r in attended_by] == sorted([matrix[r, 3] for r in range(4, 6)], reverse=True)[
         :2
     ]
+
+
+# ------------------------------------------------------------------ route and token spans
+
+
+def test_route_defaults_to_none_and_a_route_round_trips_as_a_dict():
+    from tests.widgets.route_example import with_route
+
+    assert synthetic_example(S=5, L=2, H=2).route is None
+    data = with_route(synthetic_example(S=8, L=3, H=2))
+    again = ExploreData(**{**data.__dict__, "route": data.route.to_dict()})
+    assert again.route == data.route
+
+
+def test_sentence_of_uses_the_token_spans():
+    from tests.widgets.route_example import with_route
+
+    data = with_route(synthetic_example(S=8, L=3, H=2))
+    assert [data.sentence_of(p) for p in (0, 7, 8, 10, 79)] == [0, 0, None, 1, None]
+    assert synthetic_example(S=8, L=3, H=2).sentence_of(0) is None  # no token spans
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"layer": 3}, "layer 3 outside L=3"),
+        ({"key": -1}, r"token positions \[-1\]"),
+        ({"query": 80}, r"token positions \[80\] outside \[0, 80\)"),
+    ],
+)
+def test_bad_route_raises_with_the_field_named(change, message):
+    from tests.widgets.route_example import with_route
+
+    data = with_route(synthetic_example(S=8, L=3, H=2))
+    edges = [{**data.route.to_dict()["edges"][0], **change}]
+    with pytest.raises(ValueError, match=message):
+        ExploreData(**{**data.__dict__, "route": {**data.route.to_dict(), "edges": edges}})
+
+
+def test_bad_route_type_and_token_spans_raise():
+    from tests.widgets.route_example import with_route
+
+    data = with_route(synthetic_example(S=8, L=3, H=2))
+    with pytest.raises(TypeError, match="ExploreData.route must be"):
+        ExploreData(**{**data.__dict__, "route": [1, 2]})
+    with pytest.raises(ValueError, match="7 spans for 8 sentences"):
+        ExploreData(**{**data.__dict__, "token_spans": data.token_spans[:7]})
+    with pytest.raises(ValueError, match=r"token_spans\[7\].*meta\['tokens'\] = 80"):
+        ExploreData(**{**data.__dict__, "token_spans": [*data.token_spans[:7], (70, 81)]})
+    with pytest.raises(ValueError, match=r"token_spans\[1\]"):
+        ExploreData(**{**data.__dict__, "token_spans": [(0, 5), (4, 6), *data.token_spans[2:]]})
