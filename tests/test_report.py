@@ -115,3 +115,44 @@ def test_long_trace_heatmap_is_pooled(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["heatmap_size"] == 120
     assert (tmp_path / "report.html").stat().st_size < 3_000_000
+
+
+# ---------------------------------------------------------------------------- needle route panel
+
+
+def _remote_refs(page):
+    tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", page, flags=re.IGNORECASE)
+    return [t for t in tags if re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", t, flags=re.IGNORECASE)]
+
+
+def test_route_panel_only_with_a_route(small_report, tmp_path):
+    from tests.widgets.route_example import with_route
+
+    data, html_path = small_report
+    assert '"sw_route"' not in html_path.read_text()
+    assert json.loads((html_path.parent / "summary.json").read_text())["route"] is None
+
+    routed = with_route(data)
+    page = write_report(routed, tmp_path).read_text()
+    assert '"sw_route"' in page and '"sw_route_edges"' in page
+    assert _remote_refs(page) == []
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["route"] == json.loads(json.dumps(routed.route.to_dict()))
+
+
+def test_report_takes_a_route_argument(tmp_path):
+    from stream_widgets.explore import report
+    from tests.widgets.route_example import with_route
+
+    data = synthetic_example(S=12, L=3, H=2)
+    route = with_route(data).route
+    report(data, tmp_path, route=route)
+    assert '"sw_route"' in (tmp_path / "report.html").read_text()
+
+
+def test_size_bound_with_a_route(tmp_path):
+    from tests.widgets.route_example import with_route
+
+    data = with_route(synthetic_example(S=200, L=30, H=9, seed=0))
+    size = write_report(data, tmp_path).stat().st_size
+    assert size <= 3_000_000, f"report.html is {size / 1e6:.2f} MB"

@@ -184,3 +184,33 @@ def test_explorer_views_render(browser, tmp_path, real_explore_data):
     page.page.screenshot(path=str(IMAGES / "widgets.png"), full_page=True)
     assert page.requests == [page.url]
     assert page.errors == []
+
+
+def test_report_route_view_renders_and_links(browser, tmp_path):
+    """The needle route view of a report with a (hand-built) route: drawn offline, an edge click selects."""
+    from stream_widgets.widgets import synthetic_example
+    from tests.widgets.route_example import with_route
+
+    data = with_route(synthetic_example(S=30, L=3, H=2, seed=3))
+    page = OfflinePage(browser, write_report(data, tmp_path).resolve().as_uri())
+    page.page.wait_for_function(
+        "() => Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('sw_route')) != null"
+    )
+    # Click the middle of the second kept edge (sentence 5 -> the output), a real mouse click.
+    edge = data.route.edges[1]
+    x, y = page.evaluate(
+        f"""() => {{
+        const view = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('sw_route'));
+        view.el.scrollIntoView();
+        const box = view.el.getBoundingClientRect();
+        return [box.x + view.frame.x_scale.compute({(edge.key + edge.query) / 2}),
+                box.y + view.frame.y_scale.compute({edge.layer + 0.5})];
+    }}"""
+    )
+    page.page.wait_for_timeout(100)
+    page.page.mouse.click(x, y)
+    page.page.wait_for_selector(".sw-selected")
+    assert page.page.locator(".sw-selected").get_attribute("data-sw-index") == "5"
+    assert page.page.locator(".sw-info[data-sw-index='5']").count() == 1
+    assert page.requests == [page.url], f"network requests besides the page: {page.requests}"
+    assert page.errors == [], f"console errors: {page.errors}"

@@ -1,5 +1,6 @@
 """The notebook explorer's Bokeh document and widget state, driven in plain pytest (no browser)."""
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -156,3 +157,54 @@ def test_document_size_does_not_grow_with_layers_and_heads():
     large = build_explorer(synthetic_example(S=120, L=6, H=4, seed=0))
     assert abs(_document_bytes(large) - _document_bytes(small)) < 0.05 * _document_bytes(small)
     assert _document_bytes(large) < 6 * 4 * 120 * 120 * 4 / 4
+
+
+# ------------------------------------------------------------------ needle route panel
+
+
+def test_no_route_no_route_panel(explorer):
+    assert explorer.views.route_figure is None and explorer.views.route_edges is None
+    assert explorer.views.layout.select_one({"name": "sw_route"}) is None
+
+
+def test_route_panel_below_the_views_and_a_tapped_edge_selects_its_sentence():
+    from bokeh.models import CustomJS, TapTool
+
+    from tests.widgets.route_example import with_route
+
+    explorer = build_explorer(with_route(synthetic_example(S=30, L=3, H=2, seed=3)))
+    views = explorer.views
+    assert views.layout.children[-1] is views.route_figure
+    assert views.layout.select_one({"name": "sw_route"}) is views.route_figure
+    # Edges: needle (sentence 2) -> sentence 5, sentence 5 -> output (29), pruned needle -> output.
+    assert list(views.route_edges.data["sentence"]) == [2, 5, 2]
+    assert any(isinstance(t, TapTool) for t in views.route_figure.tools)
+    assert isinstance(views.route_edges.selected.js_property_callbacks["change:indices"][0], CustomJS)
+    views.route_edges.selected.indices = [1]  # what a tap in the browser sends back
+    _assert_selected_everywhere(explorer, 5)
+    views.route_edges.selected.indices = [0]
+    _assert_selected_everywhere(explorer, 2)
+
+
+def test_route_without_token_spans_is_shown_unlinked():
+    from tests.widgets.route_example import with_route
+
+    explorer = build_explorer(with_route(synthetic_example(S=12, L=3, H=2), token_spans=False))
+    assert "not linked" in explorer.views.route_figure.title.text
+    assert list(explorer.views.route_edges.data["sentence"]) == [-1, -1, -1]
+    explorer.views.route_edges.selected.indices = [0]
+    assert explorer.selected is None
+
+
+def test_explore_takes_a_route_for_ready_data():
+    from stream_widgets.explore import explore
+    from tests.widgets.route_example import with_route
+
+    data = synthetic_example(S=12, L=3, H=2)
+    route = with_route(data).route
+    short = dataclasses.replace(data, meta={**data.meta, "tokens": 100})
+    with pytest.raises(ValueError, match="outside"):
+        explore(short, route=route)  # the output position (114) is past the text's 100 tokens
+    explorer = explore(dataclasses.replace(data, meta={**data.meta, "tokens": 120}), route=route)
+    assert explorer.data.route == route and explorer.views.route_figure is not None
+    assert explore(data).views.route_figure is None
