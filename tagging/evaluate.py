@@ -191,6 +191,16 @@ def _markdown(results: dict) -> str:
         "- Tried in prototyping, not kept (no gain in grouped CV): a linear SVM instead of logistic "
         "regression, Viterbi decoding with tag-transition probabilities, and stacking the neighbours' "
         "predicted tag probabilities as features.",
+        "- Also tried later on the same four folds, none kept (held-out accuracy / macro-F1 against this "
+        "tagger's 0.599 / 0.546): a linear-chain CRF (python-crfsuite, L1+L2 = 0.05, fixed a priori) over "
+        "each trace with word, bigram, first/last-word, cue, position-bin, length, digit and math-ratio "
+        "features and a +-2 window, 0.575 / 0.516; the same CRF given this tagger's inner-CV out-of-fold "
+        "log-probabilities of the sentence and its +-1 neighbours, 0.571 / 0.512; gradient boosting "
+        "(HistGradientBoosting, balanced weights) over out-of-fold probabilities of the sentence and its "
+        "+-2 neighbours, position and cues, 0.549 / 0.549; multiplying the probabilities by the class "
+        "prior to a power chosen by inner CV, 0.601 / 0.549. The sentence-order signal seems to be mostly "
+        "captured by the neighbour features already; the remaining errors look like label ambiguity.",
+        "- Every bundled chunk has exactly one function tag, so the 'first tag' rule loses nothing.",
         "",
     ]
     return "\n".join(lines)
