@@ -99,7 +99,7 @@ class _Recorder:
         sums = None
         if self.sentence_ids is not None:
             s = self.num_sentences
-            sums = torch.zeros(b, h, s * s + 1, device=query.device)
+            sums = torch.zeros(b * h * s * s, device=query.device)  # [B, H, S, S], flat
             sid = self._padded_sentence_ids(mask, query.device)
 
         if self.mode == "observe":
@@ -128,15 +128,7 @@ class _Recorder:
             if tokens is not None:
                 tokens[:, chunk.rows] = probs[0, heads].cpu()
             if sums is not None:
-                q_sid = sid[chunk.query_pos]  # [n, qb]
-                k_sid = sid[chunk.key_pos]  # [B, H, n, K * kb]
-                both = (q_sid[None, None, :, :, None] >= 0) & (k_sid[:, :, :, None, :] >= 0)
-                flat = torch.where(
-                    both,
-                    q_sid[None, None, :, :, None] * self.num_sentences + k_sid[:, :, :, None, :],
-                    sums.shape[-1] - 1,
-                )
-                sums.scatter_add_(-1, flat.reshape(b, h, -1), probs.reshape(b, h, -1))
+                self._add_sentence_sums(sums, sid, chunk, probs, per_block)
 
         self.retained_mass[layer] = mass[..., :t].cpu()
         self.block_attention[layer] = blocks.cpu()
@@ -144,12 +136,47 @@ class _Recorder:
             self.token_weights[layer] = tokens
         if sums is not None:
             s = self.num_sentences
-            self.sentence_sums[layer] = sums[..., :-1].reshape(b, h, s, s).cpu()
+            self.sentence_sums[layer] = sums.view(b, h, s, s).cpu()
         if self.progress is not None:
             self.progress.update(1)
         if self.mode == "sparse":
             out = out.reshape(b, h, -1, query.shape[-1])[:, :, :t]
         return out.transpose(1, 2).contiguous(), None
+
+    def _add_sentence_sums(self, sums, sid, chunk, probs, per_block) -> None:
+        """Add a chunk's kept probabilities into the flat ``[B, H, S, S]`` sentence-pair sums.
+
+        Sentences are runs of tokens, so most kept key blocks lie inside one sentence: those add their
+        block sums (`per_block`, one value per query and block, k_block times fewer adds); only blocks
+        a sentence boundary cuts add token by token. Pairs outside any sentence are dropped before the
+        add, so no bin collects them (on a GPU, one such bin serialises the atomic adds).
+        """
+        b, h, n, qb, width = per_block.shape
+        s = self.num_sentences
+        q_sid = sid[chunk.query_pos]  # [n, qb]
+        k_sid = sid[chunk.key_pos].view(b, h, n, width, -1)  # [B, H, n, K, k_block]
+        first = k_sid[..., 0]
+        whole = first == k_sid[..., -1]  # the block's keys are in one sentence (or all in none)
+        device = sums.device
+        head_base = (torch.arange(b * h, device=device) * (s * s)).view(b, h, 1, 1, 1)
+        q_ok = (q_sid >= 0)[None, None, :, :, None]
+        index = head_base + q_sid[None, None, :, :, None] * s + first[:, :, :, None, :]  # [B, H, n, qb, K]
+        keep = q_ok & ((first >= 0) & whole)[:, :, :, None, :]
+        sums.index_add_(0, index[keep], per_block[keep])
+        split = (~whole).nonzero(as_tuple=True)  # (b, h, n, K) of the blocks a boundary cuts
+        if split[0].numel():
+            token_probs = probs.view(b, h, n, qb, width, -1)[
+                split[0], split[1], split[2], :, split[3]
+            ]  # [M, qb, kb]
+            keys = k_sid[split]  # [M, kb]
+            queries = q_sid[split[2]]  # [M, qb]
+            index = (
+                (split[0] * h + split[1])[:, None, None] * (s * s)
+                + queries[:, :, None] * s
+                + keys[:, None, :]
+            )
+            keep = (queries >= 0)[:, :, None] & (keys >= 0)[:, None, :]
+            sums.index_add_(0, index[keep], token_probs[keep])
 
     def _padded_sentence_ids(self, mask: StreamMask, device) -> torch.Tensor:
         """int64 sentence id of every position up to the padded block ends (-1: no sentence or padding)."""
