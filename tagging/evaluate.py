@@ -200,6 +200,9 @@ def _markdown(results: dict) -> str:
         "+-2 neighbours, position and cues, 0.549 / 0.549; multiplying the probabilities by the class "
         "prior to a power chosen by inner CV, 0.601 / 0.549. The sentence-order signal seems to be mostly "
         "captured by the neighbour features already; the remaining errors look like label ambiguity.",
+        "- Choosing C in {1, 3, 10} and balanced or no class weights by an inner 3-fold grouped CV inside "
+        "each training fold gives 0.599 / 0.547 (C=1 balanced in three folds): the settings barely matter; "
+        "no class weights trade about 0.01 accuracy up for 0.005-0.02 macro-F1 down.",
         "- Every bundled chunk has exactly one function tag, so the 'first tag' rule loses nothing.",
         "",
     ]
