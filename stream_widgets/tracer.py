@@ -148,8 +148,8 @@ class _Recorder:
 
         Sentences are runs of tokens, so most kept key blocks lie inside one sentence: those add their
         block sums (`per_block`, one value per query and block, k_block times fewer adds); only blocks
-        a sentence boundary cuts add token by token. Pairs outside any sentence are dropped before the
-        add, so no bin collects them (on a GPU, one such bin serialises the atomic adds).
+        a sentence boundary cuts add token by token. Pairs outside any sentence add 0 to an in-range bin
+        (spread out: on a GPU, one shared overflow bin would serialise the atomic adds).
         """
         b, h, n, qb, width = per_block.shape
         s = self.num_sentences
@@ -159,24 +159,24 @@ class _Recorder:
         whole = first == k_sid[..., -1]  # the block's keys are in one sentence (or all in none)
         device = sums.device
         head_base = (torch.arange(b * h, device=device) * (s * s)).view(b, h, 1, 1, 1)
-        q_ok = (q_sid >= 0)[None, None, :, :, None]
-        index = head_base + q_sid[None, None, :, :, None] * s + first[:, :, :, None, :]  # [B, H, n, qb, K]
-        keep = q_ok & ((first >= 0) & whole)[:, :, :, None, :]
-        sums.index_add_(0, index[keep], per_block[keep])
-        split = (~whole).nonzero(as_tuple=True)  # (b, h, n, K) of the blocks a boundary cuts
+        # Pairs outside any sentence add 0 to an in-range bin (their ids clamped to 0): a dense add with
+        # no compaction (nonzero) and no shared overflow bin.
+        q_in, q_at = (q_sid >= 0)[None, None, :, :, None], q_sid.clamp(min=0)[None, None, :, :, None]
+        index = head_base + q_at * s + first.clamp(min=0)[:, :, :, None, :]  # [B, H, n, qb, K]
+        keep = q_in & ((first >= 0) & whole)[:, :, :, None, :]
+        sums.index_add_(0, index.reshape(-1), torch.where(keep, per_block, 0.0).reshape(-1))
+        split = (~whole).nonzero(as_tuple=True)  # (b, h, n, K) of the blocks a boundary cuts: few
         if split[0].numel():
             token_probs = probs.view(b, h, n, qb, width, -1)[
                 split[0], split[1], split[2], :, split[3]
             ]  # [M, qb, kb]
             keys = k_sid[split]  # [M, kb]
             queries = q_sid[split[2]]  # [M, qb]
-            index = (
-                (split[0] * h + split[1])[:, None, None] * (s * s)
-                + queries[:, :, None] * s
-                + keys[:, None, :]
+            index = (split[0] * h + split[1])[:, None, None] * (s * s) + (
+                queries.clamp(min=0)[:, :, None] * s + keys.clamp(min=0)[:, None, :]
             )
             keep = (queries >= 0)[:, :, None] & (keys >= 0)[:, None, :]
-            sums.index_add_(0, index[keep], token_probs[keep])
+            sums.index_add_(0, index.reshape(-1), torch.where(keep, token_probs, 0.0).reshape(-1))
 
     def _padded_sentence_ids(self, mask: StreamMask, device) -> torch.Tensor:
         """int64 sentence id of every position up to the padded block ends (-1: no sentence or padding)."""
