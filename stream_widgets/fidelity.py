@@ -115,6 +115,8 @@ def fidelity(
             raise ValueError(f"fidelity() compares lm_head outputs and does not model {field}")
     config = config or StreamConfig()
     input_ids, offsets = tokenize(tokenizer, text)
+    if input_ids.shape[1] < 2:
+        raise ValueError("fidelity() needs a text of at least 2 tokens (next-token predictions to compare)")
     check_context_length(model, input_ids.shape[1])
     input_ids = input_ids.to(next(model.parameters()).device)
 

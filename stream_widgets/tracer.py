@@ -337,6 +337,8 @@ def _sentence_ids(text: str, offsets: torch.Tensor):
 
 def tokenize(tokenizer, text: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids [1, T], offsets [T, 2])`` of a text, with the tokenizer's usual special tokens."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; tracing needs token offsets")
     encoding = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
@@ -386,6 +388,10 @@ def trace(
     config = config or StreamConfig()
     input_ids, offsets = tokenize(tokenizer, text)
     t = input_ids.shape[1]
+    if t == 0:
+        raise ValueError(
+            "the text is empty (no tokens): give trace() the prompt and chain of thought to trace"
+        )
     check_context_length(model, t)
     spans, sentence_ids = _sentence_ids(text, offsets) if sentences else ([], None)
     device = next(model.parameters()).device

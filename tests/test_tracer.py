@@ -271,3 +271,11 @@ def test_real_sparse_keep_all_equals_dense_and_fidelity(default_model):
     assert 0.1 < report.sparsity < 0.95
     assert 0.5 < report.top1_agreement <= 1.0 and report.mean_kl >= 0.0
     assert 0.5 < report.retained_mass < 1.0
+
+
+def test_empty_or_non_text_input_is_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="empty"):
+        trace(model, tokenizer, "")
+    with pytest.raises(TypeError, match="str"):
+        trace(model, tokenizer, None)
