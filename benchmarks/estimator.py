@@ -187,7 +187,7 @@ def real_recall(max_tokens: int = 2048, layers=(0, 4, 9, 14, 19, 24, 29)) -> lis
 
 def growth(rows: list[dict], method: str, key: str) -> list[tuple[int, float]]:
     series = sorted((r["T"], r[key]) for r in rows if r["method"] == method)
-    return [(t2, v2 / v1) for (t1, v1), (t2, v2) in zip(series, series[1:]) if v1 > 0]
+    return [(t2, v2 / v1) for (t1, v1), (t2, v2) in zip(series, series[1:], strict=False) if v1 > 0]
 
 
 def main() -> None:

@@ -66,16 +66,24 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "machine": machine,
-            "config": config.to_dict(),
-            "cases_per_cell": args.cases,
-            "seconds": elapsed,
-            "table": rows,
-            "cases": [r.to_dict() for r in results],
-            "route_case": routed.to_dict(),
-        }, indent=1), encoding="utf-8")
-        print(f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s")
+        out.write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "config": config.to_dict(),
+                    "cases_per_cell": args.cases,
+                    "seconds": elapsed,
+                    "table": rows,
+                    "cases": [r.to_dict() for r in results],
+                    "route_case": routed.to_dict(),
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+        print(
+            f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s"
+        )
         print(format_table(rows), flush=True)
     print(f"results: {out}; route view: {args.route_html or 'not written'}")
 

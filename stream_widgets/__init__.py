@@ -38,7 +38,16 @@ _LAZY = {
     "find_route": "stream_widgets.routes",
 }
 
-__all__ = ["StreamConfig", "StreamMask", "estimate_mask", "explore", "fidelity", "oracle_mask", "report", *_LAZY]
+__all__ = [
+    "StreamConfig",
+    "StreamMask",
+    "estimate_mask",
+    "explore",
+    "fidelity",
+    "oracle_mask",
+    "report",
+    *_LAZY,
+]
 
 __version__ = "0.1.0"
 

@@ -97,11 +97,17 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--width", type=int, default=80, help="characters of sentence text shown (default 80)")
     tag.set_defaults(func=_cmd_tag)
 
-    ruler = commands.add_parser("ruler", help="score RULER needle cases, dense vs Stream-sparse, with the default model")
+    ruler = commands.add_parser(
+        "ruler", help="score RULER needle cases, dense vs Stream-sparse, with the default model"
+    )
     ruler.add_argument("--lengths", type=int, nargs="+", default=[1024], help="prompt lengths in tokens")
     ruler.add_argument("--cases", type=int, default=1, help="cases per (length, kind) (default 1)")
-    ruler.add_argument("--kinds", nargs="+", default=["single", "multikey", "multivalue", "multiquery"],
-                       help="case kinds (default: all four)")
+    ruler.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["single", "multikey", "multivalue", "multiquery"],
+        help="case kinds (default: all four)",
+    )
     ruler.add_argument("--haystack", default="filler", choices=["filler", "traces"], help="haystack text")
     ruler.add_argument("--seed", type=int, default=0, help="case seed (default 0)")
     ruler.add_argument("--routes", action="store_true", help="also find and store every case's needle route")
@@ -287,12 +293,22 @@ def _cmd_ruler(args) -> int:
     from stream_widgets.ruler import format_table, run_ruler, summarize
 
     model, tokenizer = load_model()
-    results = run_ruler(model, tokenizer, args.lengths, args.kinds, args.cases, haystack=args.haystack,
-                        seed=args.seed, route=args.routes)
+    results = run_ruler(
+        model,
+        tokenizer,
+        args.lengths,
+        args.kinds,
+        args.cases,
+        haystack=args.haystack,
+        seed=args.seed,
+        route=args.routes,
+    )
     rows = summarize(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"table": rows, "cases": [r.to_dict() for r in results]}, indent=1), encoding="utf-8")
+    out.write_text(
+        json.dumps({"table": rows, "cases": [r.to_dict() for r in results]}, indent=1), encoding="utf-8"
+    )
     print(format_table(rows))
     print(f"results: {out}")
     return 0

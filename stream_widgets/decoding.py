@@ -70,7 +70,9 @@ def sparse_step_attention(
     v = value.repeat_interleave(groups, dim=1) if groups > 1 else value
     logits = torch.einsum("bhqd,bhkd->bhqk", query.float(), k.float())[:, :, 0] * scale  # [B, H, T]
     nb = -(-t // kb)
-    scores = torch.nn.functional.pad(logits, (0, nb * kb - t), value=float("-inf")).view(b, h, nb, kb).amax(-1)
+    scores = (
+        torch.nn.functional.pad(logits, (0, nb * kb - t), value=float("-inf")).view(b, h, nb, kb).amax(-1)
+    )
     blocks = torch.arange(nb, device=query.device)
     fixed = (blocks < config.sink_blocks) | (blocks >= max(0, t - 1 - config.window) // kb)
     scores = scores.masked_fill(fixed, float("-inf"))
@@ -91,7 +93,9 @@ def decode_attention(model, config: StreamConfig) -> Iterator[None]:
         if attention_mask is not None:
             visible = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
             if not bool(visible[..., -1:, : key.shape[2]].all()):
-                raise ValueError("sparse decoding supports one unpadded sequence (the attention mask hides keys)")
+                raise ValueError(
+                    "sparse decoding supports one unpadded sequence (the attention mask hides keys)"
+                )
         scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
         out = sparse_step_attention(query, key, value, scale, config)
         return out.transpose(1, 2).contiguous(), None
@@ -137,5 +141,7 @@ def greedy_tokens(
             if nxt in stop_ids or len(tokens) >= max_new_tokens:
                 return tokens
             with step():
-                out = model(input_ids=torch.tensor([[nxt]], device=device), use_cache=True, **{_CACHE_ARG: past})
+                out = model(
+                    input_ids=torch.tensor([[nxt]], device=device), use_cache=True, **{_CACHE_ARG: past}
+                )
             past, nxt = _cache_of(out), int(out.logits[0, -1].argmax())

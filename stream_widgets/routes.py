@@ -110,7 +110,9 @@ def capture_attention(model, config: StreamConfig | None = None) -> Iterator[Att
 
     def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         if query.shape[2] != key.shape[2] or attention_mask is not None:
-            raise ValueError("capture_attention takes one full, unpadded prompt pass (no earlier cache, no mask)")
+            raise ValueError(
+                "capture_attention takes one full, unpadded prompt pass (no earlier cache, no mask)"
+            )
         scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
         capture.scale = scale
         capture.masks.append(estimate_mask(query, key, config).to("cpu"))
@@ -130,7 +132,9 @@ def capture_attention(model, config: StreamConfig | None = None) -> Iterator[Att
         model.set_attn_implementation(previous)
     layers = model.config.get_text_config().num_hidden_layers
     if capture.num_layers != layers:
-        raise ValueError(f"captured {capture.num_layers} layers of {layers}: run exactly one forward pass per capture")
+        raise ValueError(
+            f"captured {capture.num_layers} layers of {layers}: run exactly one forward pass per capture"
+        )
 
 
 def needle_mass(
@@ -254,7 +258,9 @@ class Route:
         )
 
 
-def _candidate_edges(capture, output, sources, min_weight, max_new_positions, use_mask) -> list[list[RouteEdge]]:
+def _candidate_edges(
+    capture, output, sources, min_weight, max_new_positions, use_mask
+) -> list[list[RouteEdge]]:
     """Sweep down from the output: per layer, the edges >= min_weight out of frontier positions."""
     sources_set = set(sources)
     frontier = {output}
@@ -302,7 +308,9 @@ def _best_paths(
                 updates[e.query] = path
         best.update(updates)  # after the layer: edges of one layer do not chain with each other
     finals.sort(key=lambda f: -f[0])
-    return sorted({e for _, chain in finals[:num_paths] for e in chain}, key=lambda e: (e.layer, e.head, e.query, e.key))
+    return sorted(
+        {e for _, chain in finals[:num_paths] for e in chain}, key=lambda e: (e.layer, e.head, e.query, e.key)
+    )
 
 
 def find_route(
@@ -336,10 +344,18 @@ def find_route(
         raise ValueError(f"output {output} and sources must be token positions in [0, {t})")
     if not 0.0 < min_weight <= 1.0:
         raise ValueError(f"min_weight must be in (0, 1], got {min_weight}")
-    kept = _best_paths(_candidate_edges(capture, output, sources, min_weight, max_new_positions, True), sources,
-                       output, num_paths)
-    dense = _best_paths(_candidate_edges(capture, output, sources, min_weight, max_new_positions, False), sources,
-                        output, num_paths)
+    kept = _best_paths(
+        _candidate_edges(capture, output, sources, min_weight, max_new_positions, True),
+        sources,
+        output,
+        num_paths,
+    )
+    dense = _best_paths(
+        _candidate_edges(capture, output, sources, min_weight, max_new_positions, False),
+        sources,
+        output,
+        num_paths,
+    )
     return Route(
         edges=tuple(kept),
         pruned=tuple(e for e in dense if not e.retained),

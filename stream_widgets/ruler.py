@@ -49,11 +49,44 @@ HAYSTACKS = ("filler", "traces")
 #: Needles per case for the multi-needle kinds (RULER uses 4 as well).
 NEEDLES = 4
 #: RULER's noise haystack, repeated.
-FILLER = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.")
+FILLER = (
+    "The grass is green.",
+    "The sky is blue.",
+    "The sun is yellow.",
+    "Here we go.",
+    "There and back again.",
+)
 _KEYS = (
-    "apple", "river", "candle", "forest", "violin", "harbor", "pepper", "glacier", "lantern", "meadow",
-    "rocket", "saddle", "tunnel", "walnut", "zebra", "anchor", "bishop", "copper", "dolphin", "ember",
-    "falcon", "garnet", "hammer", "island", "jasmine", "kettle", "lemon", "marble", "nectar", "orchid",
+    "apple",
+    "river",
+    "candle",
+    "forest",
+    "violin",
+    "harbor",
+    "pepper",
+    "glacier",
+    "lantern",
+    "meadow",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "walnut",
+    "zebra",
+    "anchor",
+    "bishop",
+    "copper",
+    "dolphin",
+    "ember",
+    "falcon",
+    "garnet",
+    "hammer",
+    "island",
+    "jasmine",
+    "kettle",
+    "lemon",
+    "marble",
+    "nectar",
+    "orchid",
 )
 _INSTRUCTION = (
     "Some special magic numbers are hidden within the following text. Make sure to memorize them. "
@@ -116,7 +149,9 @@ def _check_args(kind, n, length_tokens, depth, haystack, value_digits) -> None:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if not isinstance(length_tokens, int) or length_tokens < 128:
-        raise ValueError(f"length_tokens must be an int >= 128 (room for the question and needles), got {length_tokens!r}")
+        raise ValueError(
+            f"length_tokens must be an int >= 128 (room for the question and needles), got {length_tokens!r}"
+        )
     depths = depth if isinstance(depth, list | tuple) else [depth]
     for d in depths:
         if d is not None and not 0.0 <= float(d) <= 1.0:
@@ -216,8 +251,10 @@ def _one_case(kind, haystack, length_tokens, depth, tokenizer, rng, seed, value_
 
     base = length(0)
     if base + _SLACK >= length_tokens:
-        raise ValueError(f"length_tokens={length_tokens} leaves no room for a haystack: the question and "
-                         f"needles alone take {base} tokens")
+        raise ValueError(
+            f"length_tokens={length_tokens} leaves no room for a haystack: the question and "
+            f"needles alone take {base} tokens"
+        )
     # The most whole sentences that fit (binary search; lengths grow with n), then part of the next one.
     lo, hi = 0, 1
     while length(hi) <= length_tokens:
@@ -238,7 +275,8 @@ def _one_case(kind, haystack, length_tokens, depth, tokenizer, rng, seed, value_
     offsets = offsets.tolist()
     spans = [_token_span(offsets, s, s + len(n)) for s, n in zip(starts, needles, strict=True)]
     value_spans = [
-        _token_span(offsets, s + len(n) - 1 - len(v), s + len(n) - 1) for s, n, v in zip(starts, needles, values, strict=True)
+        _token_span(offsets, s + len(n) - 1 - len(v), s + len(n) - 1)
+        for s, n, v in zip(starts, needles, values, strict=True)
     ]
     return RulerCase(
         kind=kind,
@@ -291,7 +329,9 @@ def make_cases(
     _check_args(kind, n, length_tokens, depth, haystack, value_digits)
     if isinstance(depth, list | tuple):
         if len(depth) != n:
-            raise ValueError(f"depth has {len(depth)} values for n={n} cases; give one per case or one for all")
+            raise ValueError(
+                f"depth has {len(depth)} values for n={n} cases; give one per case or one for all"
+            )
         depths = list(depth)
     else:
         depths = [depth] * n
@@ -300,8 +340,16 @@ def make_cases(
 
         tokenizer = load_model()[1]
     return [
-        _one_case(kind, haystack, length_tokens, depths[i], tokenizer, random.Random(f"{seed}/{i}/{kind}/{haystack}"),
-                  seed, value_digits)
+        _one_case(
+            kind,
+            haystack,
+            length_tokens,
+            depths[i],
+            tokenizer,
+            random.Random(f"{seed}/{i}/{kind}/{haystack}"),
+            seed,
+            value_digits,
+        )
         for i in range(n)
     ]
 
@@ -427,13 +475,17 @@ def score_case(
     started = time.perf_counter()
     input_ids, _ = tokenize(tokenizer, case.prompt)
     if input_ids.shape[1] != case.length:
-        raise ValueError(f"the case has {case.length} tokens but this tokenizer gives {input_ids.shape[1]}: "
-                         "score a case with the tokenizer it was made with")
+        raise ValueError(
+            f"the case has {case.length} tokens but this tokenizer gives {input_ids.shape[1]}: "
+            "score a case with the tokenizer it was made with"
+        )
     digits = max(len(a) for a in case.answers)
     # Room for list formatting (":\n\n1. 1234567\n2. ..." or "* key: 1234567"), which SmolLM2 uses for several numbers.
     budget = max_new_tokens or len(case.answers) * (digits + 8) + 8
     check_context_length(model, case.length + budget)
-    stop = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
+    stop = {
+        i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None
+    }
     stop.discard(tokenizer.unk_token_id)
 
     captured, sparse_run = [], []
@@ -445,7 +497,9 @@ def score_case(
         return _Keep(stream_attention(model, config, "sparse"), sparse_run)
 
     dense_ids = greedy_tokens(model, input_ids, budget, observe_prefill, contextlib.nullcontext, stop)
-    sparse_ids = greedy_tokens(model, input_ids, budget, sparse_prefill, lambda: decode_attention(model, config), stop)
+    sparse_ids = greedy_tokens(
+        model, input_ids, budget, sparse_prefill, lambda: decode_attention(model, config), stop
+    )
     capture = captured[0]
     sparse_masks = sparse_run[0].stacked()["masks"]
     positions = tuple(range(max(0, case.length - num_query_positions), case.length))
@@ -525,24 +579,28 @@ def summarize(results: list[RulerResult]) -> list[dict]:
     rows = []
     for (length, kind), rs in sorted(groups.items(), key=lambda g: (g[0][0], KINDS.index(g[0][1]))):
         n = len(rs)
-        rows.append({
-            "length": length,
-            "kind": kind,
-            "cases": n,
-            "dense_accuracy": sum(r.dense_correct for r in rs) / n,
-            "sparse_accuracy": sum(r.sparse_correct for r in rs) / n,
-            "agreement": sum(r.agree for r in rs) / n,
-            "sparsity": sum(r.sparsity for r in rs) / n,
-            "needle_mass_kept": sum(r.needle_mass_kept for r in rs) / n,
-            "seconds": sum(r.seconds for r in rs),
-        })
+        rows.append(
+            {
+                "length": length,
+                "kind": kind,
+                "cases": n,
+                "dense_accuracy": sum(r.dense_correct for r in rs) / n,
+                "sparse_accuracy": sum(r.sparse_correct for r in rs) / n,
+                "agreement": sum(r.agree for r in rs) / n,
+                "sparsity": sum(r.sparsity for r in rs) / n,
+                "needle_mass_kept": sum(r.needle_mass_kept for r in rs) / n,
+                "seconds": sum(r.seconds for r in rs),
+            }
+        )
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """The rows of `summarize` as a Markdown table."""
-    lines = ["| length | kind | cases | dense acc | sparse acc | agreement | sparsity | needle mass kept | s |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| length | kind | cases | dense acc | sparse acc | agreement | sparsity | needle mass kept | s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['length']} | {r['kind']} | {r['cases']} | {r['dense_accuracy']:.2f} | {r['sparse_accuracy']:.2f} "

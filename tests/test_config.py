@@ -13,7 +13,15 @@ def test_defaults_are_valid_and_documented():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("q_block", 0), ("k_block", -1), ("top_k", 0), ("sink", -1), ("window", -5), ("q_block", 2.0), ("top_k", True)],
+    [
+        ("q_block", 0),
+        ("k_block", -1),
+        ("top_k", 0),
+        ("sink", -1),
+        ("window", -5),
+        ("q_block", 2.0),
+        ("top_k", True),
+    ],
 )
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):

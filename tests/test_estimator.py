@@ -28,7 +28,9 @@ def _reference_layout(t, config):
         local_start = max(q_start - config.window, 0) // config.k_block
         last = (q_end - 1) // config.k_block
         sink_end = min(config.sink_blocks, local_start)
-        rows.append((set(range(sink_end)), set(range(sink_end, local_start)), set(range(local_start, last + 1))))
+        rows.append(
+            (set(range(sink_end)), set(range(sink_end, local_start)), set(range(local_start, last + 1)))
+        )
     return rows
 
 
@@ -46,7 +48,12 @@ def _block_scores(q, k, config):
     scores = torch.full((b, h, qn, kn), float("-inf"))
     for i in range(qn):
         for j in range(kn):
-            block = logits[:, :, i * config.q_block : (i + 1) * config.q_block, j * config.k_block : (j + 1) * config.k_block]
+            block = logits[
+                :,
+                :,
+                i * config.q_block : (i + 1) * config.q_block,
+                j * config.k_block : (j + 1) * config.k_block,
+            ]
             scores[:, :, i, j] = block.amax(dim=(-1, -2))
     return scores
 
@@ -232,5 +239,7 @@ def test_memory_stays_far_below_t_squared():
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
         """
     )
-    growth = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    growth = int(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    )
     assert growth < 256 * 2**20, f"peak memory grew by {growth / 2**20:.0f} MiB"

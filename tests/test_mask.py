@@ -35,12 +35,18 @@ def test_block_dense_and_layout():
 
 def test_repr_is_readable():
     text = repr(_mask())
-    assert text.startswith("StreamMask(") and "sparsity=" in text and "q_block=16" in text and "nbytes=" in text
+    assert (
+        text.startswith("StreamMask(") and "sparsity=" in text and "q_block=16" in text and "nbytes=" in text
+    )
 
 
 def test_to_dense_refuses_long_sequences():
     mask = StreamMask(
-        torch.ones(1, 1, 20_000, dtype=torch.int32), torch.zeros(1, 1, 20_000, 1, dtype=torch.int32), 1, 1, 20_000
+        torch.ones(1, 1, 20_000, dtype=torch.int32),
+        torch.zeros(1, 1, 20_000, 1, dtype=torch.int32),
+        1,
+        1,
+        20_000,
     )
     with pytest.raises(ValueError, match="to_dense"):
         mask.to_dense()

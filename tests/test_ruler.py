@@ -34,8 +34,13 @@ def test_cases_are_seeded_and_spans_point_at_the_needles(tok, kind):
     for case in cases:
         assert 900 - 24 <= case.length <= 900
         assert tokenize(tok, case.prompt)[0].shape[1] == case.length
-        for key, value, span, value_span in zip(case.keys if kind != "multivalue" else case.keys * NEEDLES,
-                                                case.answers, case.needle_spans, case.value_spans, strict=True):
+        for key, value, span, value_span in zip(
+            case.keys if kind != "multivalue" else case.keys * NEEDLES,
+            case.answers,
+            case.needle_spans,
+            case.value_spans,
+            strict=True,
+        ):
             assert _text(tok, case, span).strip() == f"The special magic number for {key} is {value}."
             assert _text(tok, case, value_span).strip() == value
             assert span[0] <= value_span[0] < value_span[1] <= span[1]
@@ -47,7 +52,11 @@ def test_kinds_differ_as_they_should(tok):
     single, mk, mv, mq = (make_cases(k, n=1, length_tokens=900, tokenizer=tok, seed=0)[0] for k in KINDS)
     assert len(single.answers) == 1 and not single.distractor_spans
     assert len(mk.answers) == 1 and len(mk.distractor_spans) == NEEDLES - 1
-    assert len(mv.answers) == NEEDLES and len(mv.keys) == 1 and mv.prompt.count(f"number for {mv.keys[0]} is") == NEEDLES
+    assert (
+        len(mv.answers) == NEEDLES
+        and len(mv.keys) == 1
+        and mv.prompt.count(f"number for {mv.keys[0]} is") == NEEDLES
+    )
     assert len(mq.answers) == NEEDLES and len(set(mq.keys)) == NEEDLES
     assert "What are all" in mv.prompt and all(k in mq.prompt.rsplit("\n", 3)[-1] for k in mq.keys)
 
@@ -64,8 +73,14 @@ def test_traces_haystack_uses_real_text(tok):
 
 @pytest.mark.parametrize(
     ("kwargs", "word"),
-    [({"kind": "nope"}, "kind"), ({"haystack": "web"}, "haystack"), ({"depth": 1.5}, "depth"),
-     ({"length_tokens": 200}, "room"), ({"n": 0}, "n must"), ({"depth": [0.1]}, "depth has")],
+    [
+        ({"kind": "nope"}, "kind"),
+        ({"haystack": "web"}, "haystack"),
+        ({"depth": 1.5}, "depth"),
+        ({"length_tokens": 200}, "room"),
+        ({"n": 0}, "n must"),
+        ({"depth": [0.1]}, "depth has"),
+    ],
 )
 def test_bad_arguments_name_the_problem(tok, kwargs, word):
     with pytest.raises(ValueError, match=word):
@@ -99,7 +114,9 @@ def test_rows_and_needle_mass_match_dense_reference():
     for layer in range(3):
         k = cap.keys[layer].repeat_interleave(2, dim=0)
         logits = torch.einsum("htd,hsd->hts", cap.queries[layer], k) * cap.scale
-        probs = torch.softmax(logits.masked_fill(~torch.ones(70, 70, dtype=torch.bool).tril(), float("-inf")), -1)
+        probs = torch.softmax(
+            logits.masked_fill(~torch.ones(70, 70, dtype=torch.bool).tril(), float("-inf")), -1
+        )
         keep = cap.masks[layer].to_dense()[0]
         want = probs[:, positions][..., needle].sum(dim=(1, 2))
         want_kept = (probs * keep)[:, positions][..., needle].sum(dim=(1, 2))
@@ -131,12 +148,21 @@ def test_find_route_on_random_capture_is_consistent():
 
 def test_sparse_step_keeps_all_equals_dense():
     g = torch.Generator().manual_seed(1)
-    q, k, v = torch.randn(1, 4, 1, 8, generator=g), torch.randn(1, 2, 50, 8, generator=g), torch.randn(1, 2, 50, 8, generator=g)
+    q, k, v = (
+        torch.randn(1, 4, 1, 8, generator=g),
+        torch.randn(1, 2, 50, 8, generator=g),
+        torch.randn(1, 2, 50, 8, generator=g),
+    )
     keep_all = StreamConfig(q_block=16, k_block=8, top_k=64, sink=8, window=16)
-    dense = torch.nn.functional.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1))
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    )
     torch.testing.assert_close(sparse_step_attention(q, k, v, 8**-0.5, keep_all), dense, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(sparse_step_attention(q, k * 3, v, 8**-0.5, StreamConfig(k_block=8, top_k=1, sink=8, window=0)),
-                              dense, atol=1e-3)
+    assert not torch.allclose(
+        sparse_step_attention(q, k * 3, v, 8**-0.5, StreamConfig(k_block=8, top_k=1, sink=8, window=0)),
+        dense,
+        atol=1e-3,
+    )
 
 
 def test_score_case_on_tiny_model(tok):
@@ -149,8 +175,14 @@ def test_score_case_on_tiny_model(tok):
     assert isinstance(result.route, Route) and result.route.output == case.length - 1
     assert result.to_dict()["case"]["kind"] == "multikey" and "prompt" not in result.to_dict()["case"]
     with pytest.raises(ValueError, match="tokenizer"):
-        score_case(model, tok, make_cases("single", n=1, length_tokens=700, tokenizer=tok)[0].__class__(
-            **{**case.__dict__, "length": 5}), SMALL)
+        score_case(
+            model,
+            tok,
+            make_cases("single", n=1, length_tokens=700, tokenizer=tok)[0].__class__(
+                **{**case.__dict__, "length": 5}
+            ),
+            SMALL,
+        )
 
 
 # ----------------------------------------------------------------- real model
@@ -168,8 +200,13 @@ def test_route_view_from_plain_data(tmp_path):
     from stream_widgets.widgets.routes import route_data, route_figure, write_route_html
 
     route = find_route(_capture(), [5, 6], 69, min_weight=0.01)
-    route = Route.from_dict({**route.to_dict(), "pruned": [{**route.edges[0].__dict__, "retained": False}],
-                             "spans": {"needle": [[4, 8]], "distractor": [[20, 24]]}})
+    route = Route.from_dict(
+        {
+            **route.to_dict(),
+            "pruned": [{**route.edges[0].__dict__, "retained": False}],
+            "spans": {"needle": [[4, 8]], "distractor": [[20, 24]]},
+        }
+    )
     cols = route_data(route.to_dict())
     assert len(cols["x0"]) == len(route.edges) + 1 and cols["status"][-1] == "pruned"
     assert all(y1 == y0 + 1 for y0, y1 in zip(cols["y0"], cols["y1"], strict=True))

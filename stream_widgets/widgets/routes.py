@@ -47,8 +47,26 @@ def route_data(route: Any) -> dict[str, list]:
     """
     data = _as_dict(route)
     tokens = {int(k): v for k, v in data.get("tokens", {}).items()}
-    cols: dict[str, list] = {k: [] for k in ("x0", "y0", "x1", "y1", "width", "alpha", "color", "dash", "layer",
-                                             "head", "query", "key", "weight", "status", "label")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "x0",
+            "y0",
+            "x1",
+            "y1",
+            "width",
+            "alpha",
+            "color",
+            "dash",
+            "layer",
+            "head",
+            "query",
+            "key",
+            "weight",
+            "status",
+            "label",
+        )
+    }
     for status, edges in (("kept", data["edges"]), ("pruned", data["pruned"])):
         for e in edges:
             w = float(e["weight"])
@@ -84,30 +102,69 @@ def route_figure(route: Any, *, title: str | None = None, width: int = 900, heig
     cols = route_data(data)
     kept = sum(1 for s in cols["status"] if s == "kept")
     if title is None:
-        reach = "reaches the output" if any(int(e["query"]) == int(data["output"]) for e in data["edges"]) else (
-            "does not reach the output with kept edges")
-        title = (f"needle route: {kept} kept edges, {len(cols['status']) - kept} dense edges pruned; {reach}")
+        reach = (
+            "reaches the output"
+            if any(int(e["query"]) == int(data["output"]) for e in data["edges"])
+            else ("does not reach the output with kept edges")
+        )
+        title = f"needle route: {kept} kept edges, {len(cols['status']) - kept} dense edges pruned; {reach}"
     fig = figure(
-        name="sw_route", width=width, height=height, title=title, x_axis_label="token position", y_axis_label="layer",
-        x_range=(-0.02 * data["seq_len"], 1.02 * data["seq_len"]), y_range=(-0.5, data["num_layers"] + 0.5),
+        name="sw_route",
+        width=width,
+        height=height,
+        title=title,
+        x_axis_label="token position",
+        y_axis_label="layer",
+        x_range=(-0.02 * data["seq_len"], 1.02 * data["seq_len"]),
+        y_range=(-0.5, data["num_layers"] + 0.5),
         tools="pan,wheel_zoom,box_zoom,reset,save",
     )
     for name, spans in data.get("spans", {}).items():
         for start, end in spans:
-            fig.add_layout(BoxAnnotation(left=start - 0.5, right=end - 0.5, fill_alpha=0.25,
-                                         fill_color=_SPAN_COLORS.get(name, "#bcbd22"), line_alpha=0))
+            fig.add_layout(
+                BoxAnnotation(
+                    left=start - 0.5,
+                    right=end - 0.5,
+                    fill_alpha=0.25,
+                    fill_color=_SPAN_COLORS.get(name, "#bcbd22"),
+                    line_alpha=0,
+                )
+            )
     for s in data["sources"]:
-        fig.add_layout(Span(location=s, dimension="height", line_color=_SPAN_COLORS["needle"], line_alpha=0.5))
-    fig.add_layout(Span(location=data["output"], dimension="height", line_color="black", line_dash="dotted",
-                        line_width=2))
+        fig.add_layout(
+            Span(location=s, dimension="height", line_color=_SPAN_COLORS["needle"], line_alpha=0.5)
+        )
+    fig.add_layout(
+        Span(
+            location=data["output"], dimension="height", line_color="black", line_dash="dotted", line_width=2
+        )
+    )
     source = ColumnDataSource(cols, name="sw_route_edges")
-    segments = fig.segment("x0", "y0", "x1", "y1", source=source, line_width="width", line_alpha="alpha",
-                           line_color="color", line_dash="dash", name="sw_route_segments")
+    segments = fig.segment(
+        "x0",
+        "y0",
+        "x1",
+        "y1",
+        source=source,
+        line_width="width",
+        line_alpha="alpha",
+        line_color="color",
+        line_dash="dash",
+        name="sw_route_segments",
+    )
     fig.scatter("x1", "y1", source=source, size=5, color="color", alpha="alpha")
-    fig.add_tools(HoverTool(renderers=[segments], tooltips=[
-        ("layer.head", "@layer.@head"), ("key -> query", "@key -> @query"), ("tokens", "@label"),
-        ("weight", "@weight{0.000}"), ("", "@status"),
-    ]))
+    fig.add_tools(
+        HoverTool(
+            renderers=[segments],
+            tooltips=[
+                ("layer.head", "@layer.@head"),
+                ("key -> query", "@key -> @query"),
+                ("tokens", "@label"),
+                ("weight", "@weight{0.000}"),
+                ("", "@status"),
+            ],
+        )
+    )
     fig.yaxis.ticker = list(range(0, data["num_layers"] + 1, max(1, data["num_layers"] // 10)))
     return fig
 
