@@ -34,6 +34,10 @@ CONFIGS = {
     "q16, k8, top16": StreamConfig(q_block=16, k_block=8, top_k=16),
     "q16, top6, w128": StreamConfig(q_block=16, top_k=6, window=128),
     "q16, top4, s64, w128": StreamConfig(q_block=16, top_k=4, sink=64, window=128),
+    # wider searches (search_width > top_k): same masks' size, more of the oracle's blocks
+    "q16, top8, width32": StreamConfig(q_block=16, top_k=8, search_width=32),
+    "q16, k8, top16, width64": StreamConfig(q_block=16, k_block=8, top_k=16, search_width=64),
+    "default, width64": StreamConfig(search_width=64),
 }
 
 

@@ -42,6 +42,10 @@ class StreamConfig:
             minima (as Quest does per page), which cannot miss a strong key inside a wide range; it costs
             O(T x D) extra memory for the range summaries. The last round always scores single blocks
             exactly. Default ``"representative"``.
+        search_width: Ranges the search keeps between rounds (>= top_k), or None for `top_k` (the
+            paper's search). A wider search scores 2 x search_width halves per round and keeps the
+            `top_k` best single blocks only in its last round: it finds more of the exact top-k (the
+            oracle's) blocks at a cost linear in the width. Default None.
     """
 
     q_block: int = 64
@@ -50,6 +54,7 @@ class StreamConfig:
     sink: int = 16
     window: int = 64
     score_rule: ScoreRule = "representative"
+    search_width: int | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("q_block", 1), ("k_block", 1), ("top_k", 1), ("sink", 0), ("window", 0)):
@@ -58,10 +63,24 @@ class StreamConfig:
                 raise ValueError(f"StreamConfig.{name} must be an int, got {type(value).__name__} {value!r}")
             if value < low:
                 raise ValueError(f"StreamConfig.{name} must be >= {low}, got {value}")
+        if self.search_width is not None and (
+            isinstance(self.search_width, bool)
+            or not isinstance(self.search_width, int)
+            or self.search_width < self.top_k
+        ):
+            raise ValueError(
+                f"StreamConfig.search_width must be None or an int >= top_k ({self.top_k}), "
+                f"got {self.search_width!r}"
+            )
         if self.score_rule not in _SCORE_RULES:
             raise ValueError(
                 f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r}"
             )
+
+    @property
+    def width(self) -> int:
+        """Ranges the search keeps between rounds: `search_width`, or `top_k` when that is None."""
+        return self.top_k if self.search_width is None else self.search_width
 
     @property
     def sink_blocks(self) -> int:

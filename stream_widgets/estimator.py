@@ -212,12 +212,15 @@ ScoreHalves = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
 
 def _num_rounds(seq_len: int, config: StreamConfig) -> int:
-    """Halving rounds until every range is one block: ceil(log2(max candidates / top_k)), at least 0."""
+    """Halving rounds until every range is one block: ceil(log2(max candidates / width)), at least 0.
+
+    A search wider than `top_k` needs at least one round to cut its single blocks down to `top_k`.
+    """
     max_candidates = _max_candidates(seq_len, config)
     rounds = 0
-    while config.top_k << rounds < max_candidates:
+    while config.width << rounds < max_candidates:
         rounds += 1
-    return rounds
+    return max(rounds, 1) if max_candidates > config.top_k else rounds
 
 
 def _search(
@@ -230,13 +233,13 @@ def _search(
     Returns:
         blocks ``[R, top_k]`` int64 and valid ``[R, top_k]`` bool: the chosen key blocks.
     """
-    top_k = config.top_k
-    # top_k contiguous near-equal ranges; with fewer candidates than top_k, some ranges are empty and
-    # the others are single blocks: all candidates are kept.
+    width = config.width
+    # `width` contiguous near-equal ranges; with fewer candidates than that, some ranges are empty and
+    # the others are single blocks.
     # (Computed through float64, exact for any realistic count: integer floor-division of this product
     # trips an indexing bug in torch.compile's inductor.)
     cuts = torch.floor(
-        torch.arange(top_k + 1, device=start.device, dtype=torch.float64) * count[:, None] / top_k
+        torch.arange(width + 1, device=start.device, dtype=torch.float64) * count[:, None] / width
     )
     cuts = start[:, None] + cuts.to(torch.int64)
     lo, hi = cuts[:, :-1], cuts[:, 1:]
@@ -247,8 +250,12 @@ def _search(
         scores = score_halves(lo2, hi2, round_index == rounds - 1)
         scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
         # A stable sort breaks ties by position, so the result is deterministic on every backend.
-        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top_k]
+        kept = config.top_k if round_index == rounds - 1 else width
+        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :kept]
         lo, hi = lo2.gather(1, keep), hi2.gather(1, keep)
+    if lo.shape[1] > config.top_k:  # a wide search that needed no round: at most top_k candidates
+        keep = torch.sort((hi - lo != 1).to(torch.int8), dim=1, stable=True).indices[:, : config.top_k]
+        lo, hi = lo.gather(1, keep), hi.gather(1, keep)
     return lo, hi - lo == 1
 
 
@@ -361,7 +368,7 @@ def _estimate_mask_reference(
         levels = max(_max_candidates(t, config), 1).bit_length()
         summaries = _range_summaries(k_blocks, num_k_blocks, levels)
 
-    per_row = 4 * 2 * config.top_k * (config.k_block * (d + config.q_block) + 2 * d + config.q_block)
+    per_row = 4 * 2 * config.width * (config.k_block * (d + config.q_block) + 2 * d + config.q_block)
     chunk = _chunk_rows(q_rows.shape[0], per_row, max_chunk_bytes)
     nums, idxs = [], []
     for begin in range(0, q_rows.shape[0], chunk):

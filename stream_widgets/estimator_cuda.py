@@ -68,7 +68,7 @@ def estimate_mask_cuda(
     nums = torch.empty(total_rows, device=q.device, dtype=torch.int32)
     idxs = torch.empty(total_rows, width, device=q.device, dtype=torch.int32)
     # lo2, hi2, centres, sort indices (int64) and scores, sorted scores (fp32) per branch, with slack.
-    per_row = 2 * config.top_k * 64
+    per_row = 2 * config.width * 64
     chunk = max(1, min(total_rows, max_chunk_bytes // per_row))
     for begin in range(0, total_rows, chunk):
         end = min(begin + chunk, total_rows)

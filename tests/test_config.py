@@ -28,6 +28,13 @@ def test_bad_values_name_the_field(field, value):
         StreamConfig(**{field: value})
 
 
+@pytest.mark.parametrize("width", [3, 0, 8.0, True])
+def test_search_width_must_be_at_least_top_k(width):
+    with pytest.raises(ValueError, match="search_width"):
+        StreamConfig(top_k=4, search_width=width)
+    assert StreamConfig(top_k=4).width == 4 and StreamConfig(top_k=4, search_width=12).width == 12
+
+
 def test_bad_score_rule():
     with pytest.raises(ValueError, match="score_rule"):
         StreamConfig(score_rule="centre")

@@ -76,6 +76,7 @@ configs = st.builds(
     sink=st.integers(0, 40),
     window=st.integers(0, 80),
     score_rule=st.sampled_from(["representative", "bound"]),
+    search_width=st.one_of(st.none(), st.integers(8, 24)),
 )
 
 
@@ -108,8 +109,29 @@ def test_mask_properties(shape, config):
 def test_search_is_exact_when_candidates_fit_top_k(shape, config):
     b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
     q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
-    roomy = StreamConfig(**{**config.to_dict(), "top_k": -(-t // config.k_block)})
+    roomy = StreamConfig(**{**config.to_dict(), "top_k": -(-t // config.k_block), "search_width": None})
     assert estimate_mask(q, k, roomy).equal(oracle_mask(q, k, roomy))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, config=configs)
+def test_a_search_as_wide_as_the_candidates_is_exact(shape, config):
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    wide = StreamConfig(**{**config.to_dict(), "search_width": max(config.top_k, -(-t // config.k_block))})
+    assert estimate_mask(q, k, wide).equal(oracle_mask(q, k, wide))
+
+
+def test_a_wider_search_finds_more_of_the_oracle():
+    q, k = _planted(t=2048, seed=3)
+    q = q + torch.randn(q.shape, generator=torch.Generator().manual_seed(4))  # less uniform scores
+    base = StreamConfig(q_block=32, k_block=16, top_k=4, sink=0, window=32)
+    exact = oracle_mask(q, k, base).to_block_dense()
+    recall = []
+    for width in (None, 8, 32):
+        kept = estimate_mask(q, k, StreamConfig(**{**base.to_dict(), "search_width": width})).to_block_dense()
+        recall.append(((kept & exact).sum() / exact.sum()).item())
+    assert recall[0] <= recall[1] + 1e-9 <= recall[2] + 2e-9 and recall[2] > recall[0]
 
 
 @settings(max_examples=30, deadline=None)
