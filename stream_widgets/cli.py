@@ -40,7 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default: the embedded SmolLM2-135M-Instruct)",
     )
     tracing.add_argument("--mode", choices=("observe", "sparse"), default="observe", help="default: observe")
-    for knob in ("q_block", "k_block", "top_k", "sink", "window"):
+    for knob in ("q_block", "k_block", "top_k", "sink", "window", "search_width"):
         tracing.add_argument(
             f"--{knob.replace('_', '-')}", type=int, default=None, help=f"StreamConfig.{knob}"
         )
@@ -160,7 +160,7 @@ def _cmd_trace(args) -> int:
 
     path = Path(args.text)
     text = path.read_text(encoding="utf-8") if len(args.text) < 4096 and path.is_file() else args.text
-    knobs = ("q_block", "k_block", "top_k", "sink", "window", "score_rule")
+    knobs = ("q_block", "k_block", "top_k", "sink", "window", "search_width", "score_rule")
     config = StreamConfig(**{k: getattr(args, k) for k in knobs if getattr(args, k) is not None})
     model, tokenizer = load_model(args.model)
     result = trace(model, tokenizer, text, config, mode=args.mode, progress=True)
