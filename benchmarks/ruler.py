@@ -38,12 +38,13 @@ def main() -> None:
     parser.add_argument("--route-html", default=str(RESULTS / "ruler_route.html"), help="'' for none")
     parser.add_argument("--model", default=None, help="model path (default: the embedded SmolLM2 GGUF)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
     if args.device == "cuda":
         machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    config = StreamConfig()
+    config = StreamConfig(search_width=args.search_width)
     model, tokenizer = load_model(args.model)
     model = model.to(args.device)
     started = time.perf_counter()
