@@ -74,9 +74,9 @@ def _subprocess_case(method: str, t: int, device: str, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scaling(max_t: int, device: str) -> list[dict]:
+def scaling(max_t: int, device: str, min_t: int = 2048, large_repeats: int = 1) -> list[dict]:
     rows = []
-    t = 2048
+    t = min_t
     while t <= max_t:
         methods = ["stream", "stream-bound"]
         if t <= ORACLE_MAX_T:
@@ -84,7 +84,7 @@ def scaling(max_t: int, device: str) -> list[dict]:
         if t <= DENSE_MAX_T:
             methods.append("dense-1-head")
         for method in methods:
-            repeats = 3 if t <= 16384 else 1
+            repeats = 3 if t <= 16384 else large_repeats
             row = _subprocess_case(method, t, device, repeats)
             rows.append(row)
             print(
@@ -193,6 +193,10 @@ def growth(rows: list[dict], method: str, key: str) -> list[tuple[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-t", type=int, default=65536)
+    parser.add_argument("--min-t", type=int, default=2048)
+    parser.add_argument("--large-repeats", type=int, default=1, help="runs per case above 16k (median)")
+    parser.add_argument("--no-recall", action="store_true", help="skip the random-input recall")
+    parser.add_argument("--out", default=str(RESULTS / "estimator.json"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real", action="store_true", help="also measure recall on the default model's Q/K")
     parser.add_argument("--case", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
@@ -205,7 +209,7 @@ def main() -> None:
 
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     print(f"Estimator scaling on {args.device} ({machine}); H={HEADS}, Hkv={KV_HEADS}, D={HEAD_DIM}")
-    rows = scaling(args.max_t, args.device)
+    rows = scaling(args.max_t, args.device, args.min_t, args.large_repeats)
     print("\nGrowth t(2T)/t(T) and memory(2T)/memory(T):")
     summary = {}
     for method in ("stream", "stream-bound", "oracle", "dense-1-head"):
@@ -214,11 +218,11 @@ def main() -> None:
         print(f"  {method:>13}: time " + ", ".join(f"{t}: {g:.2f}" for t, g in times))
         print(f"  {'':>13}  mem  " + ", ".join(f"{t}: {g:.2f}" for t, g in mems))
     print("\nOracle-block recall:")
-    recall = random_recall()
+    recall = random_recall() if not args.no_recall else []
     if args.real:
         recall += real_recall()
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "estimator.json"
+    out = Path(args.out)
     out.write_text(
         json.dumps(
             {"machine": machine, "device": args.device, "scaling": rows, "growth": summary, "recall": recall},
