@@ -320,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"stream-widgets: error: {error}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        # KeyError's str() quotes its message (unknown bundled trace names): print the message itself
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"stream-widgets: error: {message}", file=sys.stderr)
         return 2
 
 
