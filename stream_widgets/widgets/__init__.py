@@ -16,13 +16,14 @@ __all__ = [
     "ExploreData",
     "Explorer",
     "build_explorer",
+    "load_bokehjs",
     "synthetic_example",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # Bokeh and ipywidgets load only when the explorer is asked for.
-    if name in ("Explorer", "build_explorer"):
+    if name in ("Explorer", "build_explorer", "load_bokehjs"):
         from stream_widgets.widgets import explorer
 
         return getattr(explorer, name)

@@ -33,7 +33,7 @@ from stream_widgets.widgets.figures import (
 )
 from stream_widgets.widgets.matrices import color_high, matrix_label, select_matrix
 
-__all__ = ["Explorer", "build_explorer"]
+__all__ = ["Explorer", "build_explorer", "load_bokehjs"]
 
 _AVERAGE = -1  # picker value for "receiver-head average" (layer) and "mean of heads" (head)
 
@@ -247,15 +247,40 @@ class Explorer(widgets.VBox):
         self.set_tag_filter(change["new"])
 
 
-def build_explorer(data: ExploreData, max_size: int = MAX_HEATMAP_SIZE) -> Explorer:
+def build_explorer(data: ExploreData, max_size: int = MAX_HEATMAP_SIZE, load: bool = True) -> Explorer:
     """Build the linked explorer of one trace.
 
     Args:
         data: Sentences, tags, scores and sentence attention (`ExploreData`).
         max_size: Largest heatmap side sent to the browser; longer traces are mean-pooled.
+        load: Publish BokehJS into the notebook page first (`load_bokehjs`); False when the caller
+            already did.
 
     Returns:
         An `Explorer` (an `ipywidgets.VBox`); display it in a notebook, drive it with `select`,
         `set_layer_head` and `set_tag_filter`.
     """
+    if load:
+        load_bokehjs()
     return Explorer(data, max_size=max_size)
+
+
+def load_bokehjs() -> None:
+    """Put BokehJS into the notebook page, inlined (no CDN).
+
+    jupyter_bokeh's widget view draws with the page's BokehJS; without it JupyterLab shows "Cannot read
+    properties of undefined (reading 'require')" in place of the figures. The page runs the script
+    while the cell goes on, so it must come a moment before the explorer is displayed:
+    `stream_widgets.explore` calls it before computing the views, `build_explorer` (unless told the
+    caller did) before building them. It is published with every explorer (about 1.5 MB of script in the cell's output)
+    because a page opened or reloaded later has no BokehJS of its own. Outside IPython (scripts, tests)
+    there is no page and it does nothing.
+    """
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        return
+    from bokeh.io import output_notebook
+    from bokeh.resources import INLINE
+
+    output_notebook(resources=INLINE, hide_banner=True)
