@@ -33,8 +33,8 @@ _LAZY = {
     "write_report": "stream_widgets.html_report",
     "make_cases": "stream_widgets.ruler",
     "RulerCase": "stream_widgets.ruler",
-    "score_case": "stream_widgets.ruler",
-    "RulerResult": "stream_widgets.ruler",
+    "score_case": "stream_widgets.ruler_scoring",
+    "RulerResult": "stream_widgets.ruler_scoring",
     "find_route": "stream_widgets.routes",
 }
 

@@ -290,7 +290,7 @@ def _cmd_ruler(args) -> int:
     import json
 
     from stream_widgets.models import load_model
-    from stream_widgets.ruler import format_table, run_ruler, summarize
+    from stream_widgets.ruler_scoring import format_table, run_ruler, summarize
 
     model, tokenizer = load_model()
     results = run_ruler(

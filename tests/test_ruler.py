@@ -6,7 +6,8 @@ import torch
 from stream_widgets.config import StreamConfig
 from stream_widgets.decoding import sparse_step_attention
 from stream_widgets.routes import AttentionCapture, Route, RouteEdge, _best_paths, find_route, needle_mass
-from stream_widgets.ruler import KINDS, NEEDLES, RulerCase, is_correct, make_cases, score_case
+from stream_widgets.ruler import KINDS, NEEDLES, RulerCase, make_cases
+from stream_widgets.ruler_scoring import is_correct, score_case
 from stream_widgets.tracer import tokenize
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
