@@ -46,7 +46,7 @@ def dense_sentence_sums(model, tokenizer, text: str) -> tuple[torch.Tensor, torc
     from transformers import AttentionInterface
 
     from stream_widgets.sparse_attention import reference_attention
-    from stream_widgets.tracer import _sentence_ids, tokenize
+    from stream_widgets.tracer import sentence_ids, tokenize
 
     input_ids, offsets = tokenize(tokenizer, text)
     t = input_ids.shape[1]
@@ -55,12 +55,12 @@ def dense_sentence_sums(model, tokenizer, text: str) -> tuple[torch.Tensor, torc
             f"the text is {t:,} tokens; the dense reference allocates [H, T, T] per layer and is limited to "
             f"{_MAX_DENSE_TOKENS:,} tokens: trace long texts with stream_widgets.tracer.trace instead"
         )
-    spans, sentence_ids = _sentence_ids(text, offsets)
+    spans, token_sentence = sentence_ids(text, offsets)
     if not spans:
         raise ValueError("the text has no sentences (empty or blank reasoning)")
     s = len(spans)
     # sentence of every token, with S as the bin of tokens outside every sentence (prompt, specials)
-    bins = torch.where(sentence_ids >= 0, sentence_ids, s)
+    bins = torch.where(token_sentence >= 0, token_sentence, s)
     layers: dict[int, torch.Tensor] = {}
 
     def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -96,10 +96,12 @@ def explore_data(
         receiver_heads = anchors.receiver_heads(
             matrix, min(top_heads, num_layers * num_heads), variant=variant
         )
-    scores = anchors.anchor_scores(matrix, receiver_heads, variant=variant)
+    # Every head's vertical scores once; the anchor score is their mean over the receiver heads.
     vertical = anchors.vertical_scores(matrix.reshape(-1, s, s), variant=variant).reshape(
         num_layers, num_heads, s
     )
+    layers, heads = zip(*receiver_heads, strict=True)
+    scores = vertical[list(layers), list(heads)].mean(axis=0)
     if tags is None:
         tags = tag_sentences(trace.text, trace.sentences)
     if len(tags) != s:

@@ -27,7 +27,7 @@ from stream_widgets.mask import StreamMask
 from stream_widgets.sparse_attention import dense_attention, masked_chunks, sparse_attention
 from stream_widgets.traces import Trace
 
-__all__ = ["MODES", "stream_attention", "trace"]
+__all__ = ["MODES", "sentence_ids", "stream_attention", "tokenize", "trace"]
 
 MODES = ("observe", "sparse")
 _IMPLEMENTATION = "stream"
@@ -325,7 +325,8 @@ def stream_attention(
         recorder.close()
 
 
-def _sentence_ids(text: str, offsets: torch.Tensor):
+def sentence_ids(text: str, offsets: torch.Tensor) -> tuple[list, torch.Tensor]:
+    """The text's sentences (with token spans) and int64 ``[T]`` the sentence of every token (-1: none)."""
     from stream_widgets.sentences import split_sentences, token_spans
 
     spans = token_spans(split_sentences(text), offsets.tolist(), text)
@@ -393,7 +394,7 @@ def trace(
             "the text is empty (no tokens): give trace() the prompt and chain of thought to trace"
         )
     check_context_length(model, t)
-    spans, sentence_ids = _sentence_ids(text, offsets) if sentences else ([], None)
+    spans, token_sentence = sentence_ids(text, offsets) if sentences else ([], None)
     device = next(model.parameters()).device
     with (
         stream_attention(
@@ -403,7 +404,7 @@ def trace(
             mask_fn=mask_fn,
             layers=layers,
             heads=heads,
-            sentence_ids=sentence_ids,
+            sentence_ids=token_sentence,
             num_sentences=len(spans),
             progress=t >= _PROGRESS_TOKENS if progress is None else progress,
         ) as recorder,

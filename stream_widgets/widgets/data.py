@@ -116,28 +116,9 @@ class ExploreData:
     # ------------------------------------------------------------------ validation
 
     def _check_spans(self, n: int) -> None:
-        if len(self.char_spans) != n:
-            raise ValueError(
-                f"ExploreData.char_spans has {len(self.char_spans)} spans for {n} sentences; "
-                "give one (start, end) span per sentence"
-            )
-        spans = []
-        previous_end = 0
-        for i, span in enumerate(self.char_spans):
-            start, end = (int(v) for v in span)
-            if not 0 <= start <= end <= len(self.text):
-                raise ValueError(
-                    f"ExploreData.char_spans[{i}] = {span} is outside the text (length {len(self.text)}) "
-                    "or has end < start"
-                )
-            if start < previous_end:
-                raise ValueError(
-                    f"ExploreData.char_spans[{i}] = {span} starts before the previous span ends "
-                    f"({previous_end}); spans must be in order and not overlap"
-                )
-            previous_end = end
-            spans.append((start, end))
-        self.char_spans = spans
+        self.char_spans = _ordered_spans(
+            "char_spans", self.char_spans, n, len(self.text), f"the text (length {len(self.text)})"
+        )
 
     def _check_tags(self, n: int) -> None:
         self.tags = [str(t) for t in self.tags]
@@ -210,26 +191,14 @@ class ExploreData:
         return None if tokens is None else int(tokens)
 
     def _check_token_spans(self, n: int) -> None:
-        if self.token_spans is None:
-            return
-        if len(self.token_spans) != n:
-            raise ValueError(
-                f"ExploreData.token_spans has {len(self.token_spans)} spans for {n} sentences; "
-                "give one (start, end) token span per sentence, or None"
+        if self.token_spans is not None:
+            self.token_spans = _ordered_spans(
+                "token_spans",
+                self.token_spans,
+                n,
+                self._token_count(),
+                f"meta['tokens'] = {self._token_count()}",
             )
-        limit = self._token_count()
-        spans = []
-        previous_end = 0
-        for i, span in enumerate(self.token_spans):
-            start, end = (int(v) for v in span)
-            if start < previous_end or end < start or (limit is not None and end > limit):
-                raise ValueError(
-                    f"ExploreData.token_spans[{i}] = {span} is out of order, overlaps the previous span "
-                    f"(ending at {previous_end}), has end < start, or ends past meta['tokens'] = {limit}"
-                )
-            previous_end = end
-            spans.append((start, end))
-        self.token_spans = spans
 
     def _check_route(self) -> None:
         if self.route is None:
@@ -313,6 +282,29 @@ class ExploreData:
             f"receiver_heads={len(self.receiver_heads)}, tags={len(self.tags_present())} used, "
             f"route={'yes' if self.route is not None else 'no'}, meta keys={sorted(self.meta)})"
         )
+
+
+def _ordered_spans(
+    field_name: str, spans, n: int, limit: int | None, limit_name: str
+) -> list[tuple[int, int]]:
+    """`spans` as int pairs after checking: one per sentence, half-open, in order, not overlapping, and
+    ending at or before `limit` (when known). Errors name `ExploreData.<field_name>`."""
+    if len(spans) != n:
+        raise ValueError(
+            f"ExploreData.{field_name} has {len(spans)} spans for {n} sentences; give one (start, end) span "
+            "per sentence"
+        )
+    checked, previous_end = [], 0
+    for i, span in enumerate(spans):
+        start, end = (int(v) for v in span)
+        if start < previous_end or end < start or (limit is not None and end > limit):
+            raise ValueError(
+                f"ExploreData.{field_name}[{i}] = {span} overlaps the previous span (ending at {previous_end}), "
+                f"has end < start, or is outside {limit_name}; spans must be in order and inside"
+            )
+        checked.append((start, end))
+        previous_end = end
+    return checked
 
 
 def synthetic_example(S: int = 40, L: int = 4, H: int = 3, seed: int = 0) -> ExploreData:
