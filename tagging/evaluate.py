@@ -151,8 +151,14 @@ def _markdown(results: dict) -> str:
         "the 8 tags.",
         "",
         f"Protocol: {results['n_folds']}-fold cross-validation grouped by problem (`GroupKFold`; all traces of "
-        "a problem are in one test fold, one problem per fold), so every figure is on problems the tagger "
-        "never saw, and each fold trains on 7 of the 8 problems (the shipped model trains on all 8). Tagger: "
+        "a problem are in one test fold), so every figure is on problems the tagger never saw"
+        + (
+            f"; one problem per fold, so each fold trains on {data['problems'] - 1} of the {data['problems']} "
+            f"problems (the shipped model trains on all {data['problems']}). "
+            if results["n_folds"] == data["problems"]
+            else ". "
+        )
+        + "Tagger: "
         "TF-IDF of word 1-2-grams and character 2-5-grams, cue-phrase flags, position in the trace and the "
         "previous/next sentence's words and cues, multinomial logistic regression (C=3, balanced class "
         "weights). Baselines on the same folds: the training folds' majority tag, and the keyword rules of "
