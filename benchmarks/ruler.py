@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.models import load_model
+from stream_widgets.models import load_model, model_id
 from stream_widgets.ruler import KINDS, make_cases
 from stream_widgets.ruler_scoring import format_table, run_ruler, score_case, summarize
 
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "ruler.json"))
     parser.add_argument("--route-html", default=str(RESULTS / "ruler_route.html"), help="'' for none")
-    parser.add_argument("--model", default=None, help="model path (default: the embedded SmolLM2 GGUF)")
+    parser.add_argument(
+        "--model", default=None, help="packaged model name or model path (default: the embedded SmolLM2)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
     args = parser.parse_args()
@@ -72,6 +74,7 @@ def main() -> None:
             json.dumps(
                 {
                     "machine": machine,
+                    "model": model_id(model),
                     "config": config.to_dict(),
                     "cases_per_cell": args.cases,
                     "seconds": elapsed,
