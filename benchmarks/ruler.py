@@ -63,22 +63,25 @@ def main() -> None:
 
         write_route_html(routed.route, args.route_html)
 
-    results = []
-    for length in args.lengths:  # one length at a time, writing as it goes, so a stopped run keeps its rows
-        results += run_ruler(model, tokenizer, [length], args.kinds, args.cases, config=config, route=False)
-        rows = summarize(results)
-        elapsed = time.perf_counter() - started
-        out = Path(args.out)
+    out = Path(args.out)
+    results: list = []
+
+    def save(result=None) -> None:
+        """Write everything scored so far (after every case, so a stopped run keeps its cases)."""
+        if result is not None:
+            results.append(result)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(
             json.dumps(
                 {
                     "machine": machine,
                     "model": model_id(model),
                     "config": config.to_dict(),
                     "cases_per_cell": args.cases,
-                    "seconds": elapsed,
-                    "table": rows,
+                    "complete": len(results) == len(args.lengths) * len(args.kinds) * args.cases,
+                    "seconds": time.perf_counter() - started,
+                    "table": summarize(results),
                     "cases": [r.to_dict() for r in results],
                     "route_case": routed.to_dict(),
                 },
@@ -86,10 +89,15 @@ def main() -> None:
             ),
             encoding="utf-8",
         )
+        tmp.replace(out)
+
+    for length in args.lengths:
+        run_ruler(model, tokenizer, [length], args.kinds, args.cases, config=config, on_result=save)
         print(
-            f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; {elapsed:.0f} s"
+            f"\nRULER on {machine}; {args.cases} case(s) per cell, filler haystack, {config}; "
+            f"{time.perf_counter() - started:.0f} s"
         )
-        print(format_table(rows), flush=True)
+        print(format_table(summarize(results)), flush=True)
     print(f"results: {out}; route view: {args.route_html or 'not written'}")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stream_widgets.ruler import KINDS, RulerCase, make_cases
@@ -209,8 +210,12 @@ def run_ruler(
     seed: int = 0,
     route: bool = False,
     progress: bool = True,
+    on_result: Callable[[RulerResult], None] | None = None,
 ) -> list[RulerResult]:
     """Score `cases` cases of every (length, kind); depths spread evenly over [0.1, 0.9].
+
+    `on_result`, if given, is called with each result as soon as it is scored (e.g. to save partial
+    results of a long run).
 
     Returns:
         The results, length-major then kind.
@@ -226,6 +231,8 @@ def run_ruler(
     for length, kind in todo:
         for case in make_cases(kind, cases, length, depths, haystack, tokenizer, seed):
             results.append(score_case(model, tokenizer, case, config, route=route))
+            if on_result is not None:
+                on_result(results[-1])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(str(results[-1])[:60])

@@ -7,7 +7,7 @@ from stream_widgets.config import StreamConfig
 from stream_widgets.decoding import sparse_step_attention
 from stream_widgets.routes import AttentionCapture, Route, RouteEdge, _best_paths, find_route, needle_mass
 from stream_widgets.ruler import KINDS, NEEDLES, RulerCase, make_cases
-from stream_widgets.ruler_scoring import is_correct, score_case
+from stream_widgets.ruler_scoring import is_correct, run_ruler, score_case, summarize
 from stream_widgets.tracer import tokenize
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
@@ -184,6 +184,19 @@ def test_score_case_on_tiny_model(tok):
             ),
             SMALL,
         )
+
+
+def test_run_ruler_reports_each_result_as_it_is_scored(tok):
+    model = tiny_model(max_positions=1024)
+    seen = []
+    results = run_ruler(
+        model, tok, [700], ["single", "multikey"], 2, config=SMALL, progress=False, on_result=seen.append
+    )
+    assert seen == results and len(results) == 4
+    assert [r.case.kind for r in results] == ["single", "single", "multikey", "multikey"]
+    assert [r.case.depth for r in results[:2]] == pytest.approx([0.1, 0.9])
+    rows = summarize(results)
+    assert [(row["kind"], row["cases"]) for row in rows] == [("single", 2), ("multikey", 2)]
 
 
 # ----------------------------------------------------------------- real model
