@@ -51,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--traces", type=int, default=2, help="how many bundled traces (longest first)")
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), help="names from CONFIGS")
+    parser.add_argument(
+        "--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS), help="names from CONFIGS"
+    )
     parser.add_argument("--oracle", action="store_true", help="also run the exact block oracle per config")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fidelity.json"))
     parser.add_argument("--model", default=None, help="model path (default: the embedded SmolLM2 GGUF)")

@@ -21,7 +21,8 @@ Usage::
     python benchmarks/tagger_ceiling.py frozen [--layer 20] [--device cpu]
     python benchmarks/tagger_ceiling.py finetune --data DATA.npz [--gguf FILE] [--lr 5e-5 ...] [--epochs 5]
 
-Each mode prints a table and merges its figures into `benchmarks/results/tagger_ceiling.json` (or `--out`).
+Each mode prints a table and merges its figures into `benchmarks/results/tagger_ceiling.json` (or `--out`)
+under its own key: ``frozen_layer<L>``, ``finetune_<epochs>_epochs``.
 """
 
 from __future__ import annotations
@@ -143,10 +144,9 @@ def frozen(args: argparse.Namespace) -> None:
     from tagging.tags import FUNCTION_TAGS
 
     torch.set_num_threads(args.threads)
+    assert len(FUNCTION_TAGS) == _N_TAGS
     traces = labelled_traces()
-    data, folds = _load_data(args.data) if args.data else (None, None)
-    if data is None:
-        raise SystemExit("frozen needs --data DATA.npz from the prepare step")
+    data, folds = _load_data(args.data)
     model = _load_lm(args.gguf, args.device)
     start = time.perf_counter()
     states = []
@@ -179,7 +179,6 @@ def frozen(args: argparse.Namespace) -> None:
         accuracy, macro_f1 = _scores(np.concatenate(gold), np.concatenate(predicted))
         rows[name] = {"accuracy": accuracy, "macro_f1": macro_f1}
         print(f"{name:16s} accuracy {accuracy:.3f}  macro-F1 {macro_f1:.3f}", flush=True)
-    assert len(FUNCTION_TAGS) == _N_TAGS
     _save(
         args.out,
         f"frozen_layer{args.layer}",
@@ -219,7 +218,7 @@ def finetune(args: argparse.Namespace) -> None:
     device = args.device
     lm = _load_lm(args.gguf, "cpu")
     initial = {k: v.clone() for k, v in lm.state_dict().items()}
-    table = {}
+    table, seconds = {}, {}
     for lr in args.lr:
         start = time.perf_counter()
         predictions: dict[int, dict[int, np.ndarray]] = {}
@@ -265,6 +264,7 @@ def finetune(args: argparse.Namespace) -> None:
             accuracy, macro_f1 = _scores(gold, predicted)
             per_epoch.append({"epoch": epoch + 1, "accuracy": accuracy, "macro_f1": macro_f1})
         table[f"{lr:g}"] = per_epoch
+        seconds[f"{lr:g}"] = time.perf_counter() - start
     print("\n| lr | " + " | ".join(f"epoch {e + 1}" for e in range(args.epochs)) + " |")
     print("|---|" + "---|" * args.epochs)
     for lr, per_epoch in table.items():
@@ -273,13 +273,14 @@ def finetune(args: argparse.Namespace) -> None:
     device_name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
     _save(
         args.out,
-        "finetune",
+        f"finetune_{args.epochs}_epochs",
         {
             "epochs": args.epochs,
             "head_lr": args.head_lr,
             "device": device_name,
             "folds": int(len(np.unique(folds))),
             "accuracy_macro_f1_by_lr": table,
+            "seconds_by_lr": seconds,
         },
     )
 

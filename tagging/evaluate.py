@@ -224,6 +224,10 @@ def _markdown(results: dict) -> str:
         *_ceiling_lines(results.get("ceiling"), cv["tagger"], data),
         "## Notes",
         "",
+        "The figures in these notes come from prototype scripts that are not part of the repository "
+        "(each was run once on the folds named); the tables above are reproduced by "
+        "`python -m tagging.evaluate` and `benchmarks/tagger_ceiling.py`.",
+        "",
         "- The labels are one GPT-4o annotator's reading of each chunk in context; many chunks could carry "
         "more than one tag (e.g. a computation that also consolidates a result), so some errors are "
         "disagreements with a debatable label rather than plain mistakes.",
