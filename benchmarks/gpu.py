@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stream_widgets import StreamConfig, estimate_mask
-from stream_widgets.estimator import _estimate_mask_reference, _layout, _max_candidates
+from stream_widgets import StreamConfig, estimate_mask, search
+from stream_widgets.estimator import estimate_mask_reference
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 LENGTHS = [32_768, 131_072, 524_288, 1_048_576]
@@ -98,7 +98,7 @@ def block_dense_mask(q: torch.Tensor, k: torch.Tensor, config: StreamConfig, chu
             keys = pooled_k[bi, hi // group]
             for begin in range(0, num_q_blocks, rows):
                 block = torch.arange(begin, min(begin + rows, num_q_blocks), device=q.device)
-                layout = _layout(block[:, None], t, config)
+                layout = search.layout(block[:, None], t, config)
                 scores = pooled_q[bi, hi, begin : begin + rows] @ keys.T
                 candidate = (columns >= layout.sink_end) & (columns < layout.local_start)
                 scores = scores.masked_fill(~candidate, float("-inf"))
@@ -161,10 +161,8 @@ def run(lengths: list[int]) -> dict:
         row["stream_peak_extra_bytes"] = _peak_extra(estimate_mask, q, k, config)
 
         block_rows = HEADS * -(-t // config.q_block)
-        rounds = 0
-        while config.top_k << rounds < _max_candidates(t, config):
-            rounds += 1
-        flops = block_rows * rounds * 2 * config.top_k * config.q_block * config.k_block * HEAD_DIM * 2
+        rounds = search.num_rounds(t, config)
+        flops = block_rows * rounds * 2 * config.width * config.q_block * config.k_block * HEAD_DIM * 2
         qk_bytes = (q.numel() + k.numel()) * q.element_size()
         row["rounds"] = rounds
         row["score_flop"] = flops
@@ -180,10 +178,10 @@ def run(lengths: list[int]) -> dict:
         row["sdpa_s"], row["sdpa_peak_extra_bytes"] = sdpa_time(q, k, heads_timed, repeats=3)
 
         if t <= 32_768:
-            ref_s, _ = _time(_estimate_mask_reference, q, k, config, 64 * 2**20, repeats=3)
+            ref_s, _ = _time(estimate_mask_reference, q, k, config, repeats=3)
             row["reference_s"] = ref_s
             same = estimate_mask(q, k, config)
-            ref = _estimate_mask_reference(q, k, config, 64 * 2**20)
+            ref = estimate_mask_reference(q, k, config)
             agree = (same.to_block_dense() & ref.to_block_dense()).sum() / ref.to_block_dense().sum()
             row["recall_vs_reference"] = agree.item()
         rows.append(row)

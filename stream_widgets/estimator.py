@@ -20,47 +20,19 @@ Every shape is static (ranges are padded and empty ranges score -inf), so `estim
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
+from stream_widgets import search
 from stream_widgets.config import StreamConfig
 from stream_widgets.mask import StreamMask
 
-__all__ = ["estimate_mask", "oracle_mask"]
+__all__ = ["estimate_mask", "estimate_mask_reference", "oracle_mask"]
 
 # Work buffers of one chunk of query blocks; the result does not depend on it, only the peak memory.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 # The oracle is O(T^2): refuse sizes where it would run for minutes on a CPU.
 _ORACLE_LIMIT = 65_536
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where the sinks, candidates and local window lie for given query blocks (int64, like `block`)."""
-
-    sink_end: torch.Tensor  # sinks are key blocks [0, sink_end); candidates start here
-    local_start: torch.Tensor  # candidates end here; the local window runs to last_block
-    last_block: torch.Tensor  # the key block holding the query block's last query
-
-
-def _layout(block: torch.Tensor, seq_len: int, config: StreamConfig) -> _Layout:
-    """The layout of query blocks `block` (any shape of int64 query-block indices), elementwise."""
-    kb = config.k_block
-    q_start = block * config.q_block
-    q_end = torch.clamp(q_start + config.q_block, max=seq_len)
-    # floor-divide first, then clamp: the same value, and it sidesteps an inductor indexing bug.
-    local_start = torch.clamp((q_start - config.window) // kb, min=0)
-    sink_end = torch.clamp(local_start, max=config.sink_blocks)
-    return _Layout(sink_end, local_start, (q_end - 1) // kb)
-
-
-def _max_candidates(seq_len: int, config: StreamConfig) -> int:
-    """Candidates of the last query block, the most of any: the same arithmetic as `_layout`, in ints."""
-    last_q_start = (-(-seq_len // config.q_block) - 1) * config.q_block
-    local_start = max((last_q_start - config.window) // config.k_block, 0)
-    return local_start - min(local_start, config.sink_blocks)
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, config: StreamConfig | None) -> StreamConfig:
@@ -207,95 +179,6 @@ def _bound_scores(
     return bound.amax(dim=1)
 
 
-# Scores the halves ``[lo2, hi2)`` of one round, ``[R, 2 top_k]``; the flag says it is the last round.
-ScoreHalves = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
-
-
-def _num_rounds(seq_len: int, config: StreamConfig) -> int:
-    """Halving rounds until every range is one block: ceil(log2(max candidates / width)), at least 0.
-
-    A search wider than `top_k` needs at least one round to cut its single blocks down to `top_k`.
-    """
-    max_candidates = _max_candidates(seq_len, config)
-    rounds = 0
-    while config.width << rounds < max_candidates:
-        rounds += 1
-    return max(rounds, 1) if max_candidates > config.top_k else rounds
-
-
-def _search(
-    start: torch.Tensor, count: torch.Tensor, config: StreamConfig, rounds: int, score_halves: ScoreHalves
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hierarchical top-k over candidate blocks [start, start + count) of R block rows.
-
-    The search itself, shared by every backend: `score_halves` is where they differ.
-
-    Returns:
-        blocks ``[R, top_k]`` int64 and valid ``[R, top_k]`` bool: the chosen key blocks.
-    """
-    width = config.width
-    # `width` contiguous near-equal ranges; with fewer candidates than that, some ranges are empty and
-    # the others are single blocks.
-    # (Computed through float64, exact for any realistic count: integer floor-division of this product
-    # trips an indexing bug in torch.compile's inductor.)
-    cuts = torch.floor(
-        torch.arange(width + 1, device=start.device, dtype=torch.float64) * count[:, None] / width
-    )
-    cuts = start[:, None] + cuts.to(torch.int64)
-    lo, hi = cuts[:, :-1], cuts[:, 1:]
-    for round_index in range(rounds):
-        mid = lo + (hi - lo + 1) // 2
-        lo2 = torch.cat([lo, mid], dim=1)
-        hi2 = torch.cat([mid, hi], dim=1)
-        scores = score_halves(lo2, hi2, round_index == rounds - 1)
-        scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
-        # A stable sort breaks ties by position, so the result is deterministic on every backend.
-        kept = config.top_k if round_index == rounds - 1 else width
-        keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :kept]
-        lo, hi = lo2.gather(1, keep), hi2.gather(1, keep)
-    if lo.shape[1] > config.top_k:  # a wide search that needed no round: at most top_k candidates
-        keep = torch.sort((hi - lo != 1).to(torch.int8), dim=1, stable=True).indices[:, : config.top_k]
-        lo, hi = lo.gather(1, keep), hi.gather(1, keep)
-    return lo, hi - lo == 1
-
-
-def _assemble(
-    selected: torch.Tensor,
-    selected_valid: torch.Tensor,
-    layout: _Layout,
-    config: StreamConfig,
-    num_k_blocks: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add sinks and the local window to the chosen blocks; sort; count. Returns (num ``[R]``, idx ``[R, K]``).
-
-    `layout` holds ``[R, 1]`` tensors, one row per block row.
-    """
-    device = selected.device
-    sink_end, local_start, last_block = layout.sink_end, layout.local_start, layout.last_block
-    sinks = torch.arange(config.sink_blocks, device=device, dtype=torch.int64)[None, :]
-    local = local_start + torch.arange(config.max_window_blocks, device=device, dtype=torch.int64)[None, :]
-    rows = selected.shape[0]
-    blocks = torch.cat([sinks.expand(rows, -1), local, selected], dim=1)
-    valid = torch.cat([sinks < sink_end, local <= last_block, selected_valid], dim=1)
-    # The three sets are disjoint by construction: sinks < sink_end <= candidates < local_start.
-    ordered = torch.sort(torch.where(valid, blocks, num_k_blocks), dim=1).values
-    num = valid.sum(dim=1)
-    ordered = ordered.masked_fill(ordered == num_k_blocks, 0)
-    return num, ordered
-
-
-def _to_mask(num: torch.Tensor, idx: torch.Tensor, q: torch.Tensor, config: StreamConfig) -> StreamMask:
-    b, h, t, _ = q.shape
-    num_q_blocks = -(-t // config.q_block)
-    return StreamMask(
-        kv_num_blocks=num.to(torch.int32).view(b, h, num_q_blocks),
-        kv_indices=idx.to(torch.int32).view(b, h, num_q_blocks, -1),
-        q_block=config.q_block,
-        k_block=config.k_block,
-        seq_len=t,
-    )
-
-
 def estimate_mask(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -333,7 +216,7 @@ def estimate_mask(
                 return estimator_cuda.estimate_mask_cuda(q, k, config)
             return estimator_cuda.estimate_mask_cuda(q, k, config, max_chunk_bytes=max_chunk_bytes)
         _warn_no_triton()
-    return _estimate_mask_reference(
+    return _search_reference(
         q, k, config, DEFAULT_CHUNK_BYTES if max_chunk_bytes is None else max_chunk_bytes
     )
 
@@ -353,19 +236,30 @@ def _warn_no_triton() -> None:
         )
 
 
-def _estimate_mask_reference(
+def estimate_mask_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    config: StreamConfig | None = None,
+    *,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> StreamMask:
+    """`estimate_mask` on its plain-torch backend, whatever the device: the reference the CUDA path is
+    tested and benchmarked against. Arguments and result as in `estimate_mask`."""
+    return _search_reference(q, k, _check_inputs(q, k, config), max_chunk_bytes)
+
+
+def _search_reference(
     q: torch.Tensor, k: torch.Tensor, config: StreamConfig, max_chunk_bytes: int
 ) -> StreamMask:
-    """The reference search in plain torch ops (any device); `estimate_mask` documents it."""
     t, d = q.shape[2], q.shape[3]
     num_k_blocks = -(-t // config.k_block)
     q_rows, k_blocks = _blocked(q, k, config)
     block, kv_row = _row_ids(q, k, config)
 
-    rounds = _num_rounds(t, config)
+    rounds = search.num_rounds(t, config)
     summaries = None
     if config.score_rule == "bound" and rounds > 1:
-        levels = max(_max_candidates(t, config), 1).bit_length()
+        levels = max(search.max_candidates(t, config), 1).bit_length()
         summaries = _range_summaries(k_blocks, num_k_blocks, levels)
 
     per_row = 4 * 2 * config.width * (config.k_block * (d + config.q_block) + 2 * d + config.q_block)
@@ -373,7 +267,7 @@ def _estimate_mask_reference(
     nums, idxs = [], []
     for begin in range(0, q_rows.shape[0], chunk):
         rows = slice(begin, begin + chunk)
-        layout = _layout(block[rows, None], t, config)
+        layout = search.layout(block[rows, None], t, config)
         start = layout.sink_end[:, 0]
         count = layout.local_start[:, 0] - start
         chunk_q, chunk_kv = q_rows[rows], kv_row[rows]
@@ -385,11 +279,11 @@ def _estimate_mask_reference(
                 return _block_scores(chunk_q, k_blocks, chunk_kv, (lo2 + hi2 - 1) // 2, num_k_blocks)
             return _bound_scores(chunk_q, summaries, chunk_kv, lo2, hi2, k_blocks.shape[0], num_k_blocks)
 
-        selected, valid = _search(start, count, config, rounds, score_halves)
-        num, idx = _assemble(selected, valid, layout, config, num_k_blocks)
+        selected, valid = search.search(start, count, config, rounds, score_halves)
+        num, idx = search.assemble(selected, valid, layout, config, num_k_blocks)
         nums.append(num)
         idxs.append(idx)
-    return _to_mask(torch.cat(nums), torch.cat(idxs), q, config)
+    return search.to_mask(torch.cat(nums), torch.cat(idxs), q, config)
 
 
 def oracle_mask(
@@ -424,7 +318,7 @@ def oracle_mask(
     nums, idxs = [], []
     for begin in range(0, q_rows.shape[0], chunk):
         rows = slice(begin, begin + chunk)
-        layout = _layout(block[rows, None], t, config)
+        layout = search.layout(block[rows, None], t, config)
         start, end = layout.sink_end, layout.local_start
         candidate_blocks = all_blocks[None, :].expand(start.shape[0], -1)
         scores = _block_scores(q_rows[rows], k_blocks, kv_row[rows], candidate_blocks, num_k_blocks)
@@ -436,7 +330,7 @@ def oracle_mask(
             pad = config.top_k - keep.shape[1]
             keep = torch.cat([keep, keep.new_zeros(keep.shape[0], pad)], dim=1)
             valid = torch.cat([valid, valid.new_zeros(valid.shape[0], pad)], dim=1)
-        num, idx = _assemble(keep, valid, layout, config, num_k_blocks)
+        num, idx = search.assemble(keep, valid, layout, config, num_k_blocks)
         nums.append(num)
         idxs.append(idx)
-    return _to_mask(torch.cat(nums), torch.cat(idxs), q, config)
+    return search.to_mask(torch.cat(nums), torch.cat(idxs), q, config)

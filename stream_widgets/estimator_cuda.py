@@ -18,8 +18,8 @@ import importlib.util
 
 import torch
 
+from stream_widgets import search
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import _assemble, _layout, _num_rounds, _search, _to_mask
 from stream_widgets.mask import StreamMask
 
 __all__ = ["CUDA_CHUNK_BYTES", "estimate_mask_cuda", "triton_available"]
@@ -62,7 +62,7 @@ def estimate_mask_cuda(
     num_q_blocks = -(-t // config.q_block)
     num_k_blocks = -(-t // config.k_block)
     total_rows = b * h * num_q_blocks
-    rounds = _num_rounds(t, config)
+    rounds = search.num_rounds(t, config)
 
     width = config.max_blocks_per_row
     nums = torch.empty(total_rows, device=q.device, dtype=torch.int32)
@@ -73,15 +73,15 @@ def estimate_mask_cuda(
     for begin in range(0, total_rows, chunk):
         end = min(begin + chunk, total_rows)
         block = torch.arange(begin, end, device=q.device, dtype=torch.int64) % num_q_blocks
-        layout = _layout(block[:, None], t, config)
+        layout = search.layout(block[:, None], t, config)
         start = layout.sink_end[:, 0]
         count = layout.local_start[:, 0] - start
 
         def score_halves(lo2, hi2, last_round, begin=begin):
             return block_scores(q, k, (lo2 + hi2 - 1) // 2, begin, config.q_block, config.k_block)
 
-        selected, valid = _search(start, count, config, rounds, score_halves)
-        num, idx = _assemble(selected, valid, layout, config, num_k_blocks)
+        selected, valid = search.search(start, count, config, rounds, score_halves)
+        num, idx = search.assemble(selected, valid, layout, config, num_k_blocks)
         nums[begin:end] = num
         idxs[begin:end] = idx
-    return _to_mask(nums, idxs, q, config)
+    return search.to_mask(nums, idxs, q, config)
