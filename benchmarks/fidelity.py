@@ -21,7 +21,7 @@ import torch
 from stream_widgets.config import StreamConfig
 from stream_widgets.data import list_bundled_traces, load_bundled_trace
 from stream_widgets.estimator import estimate_mask, oracle_mask
-from stream_widgets.fidelity import fidelity
+from stream_widgets.faithfulness import fidelity
 from stream_widgets.models import load_model
 
 CONFIGS = {

@@ -16,7 +16,7 @@ Wall time = host clock around the call with ``torch.cuda.synchronize()`` on both
 ``--repeats`` runs. ``--profile T`` also times the pieces of one layer's Stream attention call at T
 (layer 0's real q/k, random v) and writes a torch.profiler table.
 
-``--fidelity-gguf FILE`` instead runs `stream_widgets.fidelity` with the trained default model
+``--fidelity-gguf FILE`` instead runs `stream_widgets.faithfulness.fidelity` with the trained default model
 (SmolLM2-135M-Instruct from its GGUF file, dequantised, fp32) on the GPU, on the bundled trace and
 lengths that `benchmarks/fidelity.py` uses on the CPU, for comparison with the CPU figures.
 
@@ -42,7 +42,7 @@ import torch
 
 from stream_widgets import StreamConfig, trace
 from stream_widgets.estimator import estimate_mask
-from stream_widgets.tracer import tokenize
+from stream_widgets.tokens import tokenize
 
 LENGTHS = [32_768, 65_536, 131_072]
 WARMUP_TOKENS = 4096
@@ -111,7 +111,7 @@ def sdpa_forward(model, input_ids: torch.Tensor):
 
 def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = False) -> dict:
     text = bundled_text(tokenizer, tokens)
-    input_ids = tokenize(tokenizer, text)[0].cuda()
+    input_ids = tokenize(tokenizer, text).input_ids.cuda()
     row: dict = {"tokens": int(input_ids.shape[1]), "weights_bytes": torch.cuda.memory_allocated()}
     runs = [_measure(lambda ids=input_ids: sdpa_forward(model, ids)) for _ in range(repeats)]
     row["sdpa_seconds"] = [s for s, _ in runs]
@@ -142,8 +142,9 @@ def profile_layer(model, tokenizer, tokens: int, out: Path) -> dict:
     """Time the pieces of one layer's Stream attention call (layer 0's q/k at `tokens`, random v)."""
     from types import SimpleNamespace
 
-    from stream_widgets import tracer as tracer_module
+    from stream_widgets.attention import AttentionCall
     from stream_widgets.sparse_attention import dense_attention, masked_chunks
+    from stream_widgets.tracer import Recorder
 
     captured, estimator_seconds = {}, []
 
@@ -165,11 +166,10 @@ def profile_layer(model, tokenizer, tokens: int, out: Path) -> dict:
     v = torch.randn_like(k)
     scale = q.shape[-1] ** -0.5
     config = StreamConfig()
-    layer0 = SimpleNamespace(layer_idx=0, training=False)
+    call = AttentionCall(SimpleNamespace(layer_idx=0, training=False), 0, q, k, v, scale, None)
 
     def attend():
-        recorder = tracer_module._Recorder(config, "observe", estimate_mask, 1, (), None, None, 0, False)
-        return recorder.attend(layer0, q, k, v, None, scale, 0.0)
+        return Recorder(config, "observe", estimate_mask)(call)
 
     def chunks_only(budget=64 * 2**20):
         mask = estimate_mask(q, k, config)
@@ -217,7 +217,7 @@ def run_fidelity(gguf: Path, token_counts: list[int]) -> list[dict]:
     from fidelity import truncate  # benchmarks/fidelity.py
 
     from stream_widgets.data import list_bundled_traces, load_bundled_trace
-    from stream_widgets.fidelity import fidelity
+    from stream_widgets.faithfulness import fidelity
     from stream_widgets.models import load_model
 
     start = time.perf_counter()
@@ -310,7 +310,7 @@ def main() -> None:
             config=StreamConfig().to_dict(), sentences=args.sentences, repeats=args.repeats, cases=[]
         )
         text = bundled_text(tokenizer, WARMUP_TOKENS)
-        sdpa_forward(model, tokenize(tokenizer, text)[0].cuda())
+        sdpa_forward(model, tokenize(tokenizer, text).input_ids.cuda())
         trace(model, tokenizer, text, sentences=False, progress=False)
         for tokens in args.tokens:
             row = run_case(model, tokenizer, tokens, args.repeats, args.sentences)

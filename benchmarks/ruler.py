@@ -23,8 +23,7 @@ import torch
 
 from stream_widgets.config import StreamConfig
 from stream_widgets.models import load_model, model_id
-from stream_widgets.ruler import KINDS, make_cases
-from stream_widgets.ruler_scoring import format_table, run_ruler, score_case, summarize
+from stream_widgets.ruler import KINDS, format_table, make_cases, run_ruler, score_case, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

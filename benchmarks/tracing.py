@@ -41,12 +41,13 @@ def run_case(case: str, tokens: int) -> dict:
     import torch
 
     from stream_widgets.models import load_model
-    from stream_widgets.tracer import tokenize, trace
+    from stream_widgets.tokens import tokenize
+    from stream_widgets.tracer import trace
 
     torch.set_num_threads(2)
     model, tokenizer = load_model()
     text = _text(tokenizer, tokens)
-    ids, _ = tokenize(tokenizer, text)
+    ids = tokenize(tokenizer, text).input_ids
     with torch.inference_mode():  # warm-up: first-call kernel setup is not what we measure
         model(ids[:, :32], use_cache=False, logits_to_keep=1)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

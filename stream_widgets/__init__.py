@@ -1,7 +1,13 @@
 """stream-widgets: sparse (Stream) attention interpretability for long chain-of-thought traces.
 
-Importing the package loads no model, opens no socket and patches nothing: the estimator and the mask
-type import with torch alone, and every other public name is imported from its module on first use.
+The root holds what a first session needs (the README tour) and the core types; everything else lives
+in its submodule: `stream_widgets.ruler` (needle cases, scoring, routes), `stream_widgets.dense_reference`
+(exact sentence attention), `stream_widgets.views` (the widgets and the report's internals),
+`stream_widgets.anchors` (every step of the anchor pipeline), `stream_widgets.tokens`, ...
+
+Importing the package imports torch and three small modules (`config`, `mask`, `estimator`); every
+other name below is imported from its module on first access, so transformers, spaCy, Bokeh and
+ipywidgets load only when used. Importing loads no model, opens no socket and patches nothing.
 """
 
 from importlib import import_module
@@ -9,45 +15,24 @@ from typing import Any
 
 from stream_widgets.config import StreamConfig
 from stream_widgets.estimator import estimate_mask, oracle_mask
-from stream_widgets.explore import explore, report  # functions named like their modules: bind them now
-from stream_widgets.fidelity import fidelity
+from stream_widgets.explore import explore, report  # interim: bound eagerly until views/
 from stream_widgets.mask import StreamMask
 
-# public name -> module that defines it, imported on first access (transformers, spaCy, Bokeh are heavy)
+# public name -> module that defines it, imported on first access
 _LAZY = {
     "load_model": "stream_widgets.models",
     "trace": "stream_widgets.tracer",
     "Trace": "stream_widgets.traces",
-    "FidelityReport": "stream_widgets.fidelity",
+    "fidelity": "stream_widgets.faithfulness",
+    "FidelityReport": "stream_widgets.faithfulness",
     "Sentence": "stream_widgets.sentences",
     "split_sentences": "stream_widgets.sentences",
     "Anchor": "stream_widgets.anchors",
-    "anchor_scores": "stream_widgets.anchors",
     "receiver_heads": "stream_widgets.anchors",
-    "sentence_attention": "stream_widgets.anchors",
     "thought_anchors": "stream_widgets.anchors",
-    "vertical_scores": "stream_widgets.anchors",
-    "dense_sentence_attention": "stream_widgets.dense_reference",
-    "ExploreData": "stream_widgets.widgets.data",
-    "explore_data": "stream_widgets.explore",
-    "write_report": "stream_widgets.html_report",
-    "make_cases": "stream_widgets.ruler",
-    "RulerCase": "stream_widgets.ruler",
-    "score_case": "stream_widgets.ruler_scoring",
-    "RulerResult": "stream_widgets.ruler_scoring",
-    "find_route": "stream_widgets.routes",
 }
 
-__all__ = [
-    "StreamConfig",
-    "StreamMask",
-    "estimate_mask",
-    "explore",
-    "fidelity",
-    "oracle_mask",
-    "report",
-    *_LAZY,
-]
+__all__ = ["StreamConfig", "StreamMask", "estimate_mask", "explore", "oracle_mask", "report", *_LAZY]
 
 __version__ = "0.1.0"
 

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from stream_widgets.sentences import Sentence
+
 if TYPE_CHECKING:
     from stream_widgets.traces import Trace
 
@@ -330,27 +332,27 @@ def anchor_scores(
 
 @dataclass(frozen=True)
 class Anchor:
-    """One thought anchor.
+    """One thought anchor: a sentence of the trace and its anchor score.
 
     Attributes:
-        index: Sentence index in the trace.
-        text: The sentence.
+        sentence: The `Sentence` (index, text, character and token spans).
         score: Its anchor score (mean vertical score over the receiver heads; the unit depends on the
             variant: attention probability for ``"raw"``, rank fraction for ``"depth"``, times the
             head's usual attention at that distance for ``"distance"``).
-        char_start: First character in the trace text (inclusive).
-        char_end: End character (exclusive).
-        token_start: First token (inclusive), or None.
-        token_end: End token (exclusive), or None.
     """
 
-    index: int
-    text: str
+    sentence: Sentence
     score: float
-    char_start: int
-    char_end: int
-    token_start: int | None = None
-    token_end: int | None = None
+
+    @property
+    def index(self) -> int:
+        """The sentence's index in the trace."""
+        return self.sentence.index
+
+    @property
+    def text(self) -> str:
+        """The sentence's text."""
+        return self.sentence.text
 
 
 def thought_anchors(
@@ -398,13 +400,7 @@ def thought_anchors(
         for i in np.lexsort((np.arange(scores.size), -np.nan_to_num(scores, nan=-np.inf)))
         if not np.isnan(scores[i])
     ]
-    anchors = []
-    for i in ranked[:top]:
-        s = trace.sentences[i]
-        anchors.append(
-            Anchor(int(i), s.text, float(scores[i]), s.char_start, s.char_end, s.token_start, s.token_end)
-        )
-    return anchors
+    return [Anchor(trace.sentences[i], float(scores[i])) for i in ranked[:top]]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -225,7 +225,13 @@ def _cmd_anchors(args) -> int:
         print(
             f"  [{anchor.index:>3}] {anchor.score:8.4f}  {tag:<24} {anchor.text.replace(chr(10), ' ')[:70]}"
         )
-        records.append({**dataclasses.asdict(anchor), "function_tag": None if tag == "-" else tag})
+        records.append(
+            {
+                **dataclasses.asdict(anchor.sentence),
+                "score": anchor.score,
+                "function_tag": None if tag == "-" else tag,
+            }
+        )
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +297,7 @@ def _cmd_ruler(args) -> int:
     import json
 
     from stream_widgets.models import load_model
-    from stream_widgets.ruler_scoring import format_table, run_ruler, summarize
+    from stream_widgets.ruler import format_table, run_ruler, summarize
 
     model, tokenizer = load_model(args.model)
     results = run_ruler(

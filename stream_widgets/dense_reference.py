@@ -1,8 +1,8 @@
 """The dense reference for sentence attention: every (query, key) probability, on short inputs.
 
 `dense_sentence_attention` runs the model once with a plain, obviously correct attention function
-(`sparse_attention.reference_attention`: the full causal softmax), registered in transformers'
-`AttentionInterface` like the Stream tracer's, and folds each layer's ``[H, T, T]`` probabilities into
+(`sparse_attention.reference_attention`: the full causal softmax), installed with
+`attention.install_attention` like the Stream tracer's, and folds each layer's ``[H, T, T]`` probabilities into
 ``[H, S, S]`` sentence sums before the next layer runs. It is what `anchors.sentence_attention` would
 give if the Stream mask kept every pair, computed without any of the tracer's code, so comparing the
 two measures what the mask loses (and checks the tracer's bookkeeping).
@@ -22,7 +22,6 @@ from stream_widgets.anchors import mean_sentence_attention
 
 __all__ = ["dense_sentence_attention", "dense_sentence_sums", "truncate_to_tokens"]
 
-_IMPLEMENTATION = "stream_widgets_dense_reference"
 _MAX_DENSE_TOKENS = 8192
 
 
@@ -43,50 +42,41 @@ def dense_sentence_sums(model, tokenizer, text: str) -> tuple[torch.Tensor, torc
 
     Cost: one forward pass with O(T^2) attention per layer; O(H T^2) memory for one layer at a time.
     """
-    from transformers import AttentionInterface
-
+    from stream_widgets.attention import install_attention
     from stream_widgets.sparse_attention import reference_attention
-    from stream_widgets.tracer import sentence_ids, tokenize
+    from stream_widgets.tokens import sentence_ids, tokenize
 
-    input_ids, offsets = tokenize(tokenizer, text)
-    t = input_ids.shape[1]
+    tokens = tokenize(tokenizer, text)
+    t = tokens.num_tokens
     if t > _MAX_DENSE_TOKENS:
         raise ValueError(
             f"the text is {t:,} tokens; the dense reference allocates [H, T, T] per layer and is limited to "
             f"{_MAX_DENSE_TOKENS:,} tokens: trace long texts with stream_widgets.tracer.trace instead"
         )
-    spans, token_sentence = sentence_ids(text, offsets)
+    spans = tokens.sentences()
     if not spans:
         raise ValueError("the text has no sentences (empty or blank reasoning)")
     s = len(spans)
     # sentence of every token, with S as the bin of tokens outside every sentence (prompt, specials)
+    token_sentence = sentence_ids(spans, t)
     bins = torch.where(token_sentence >= 0, token_sentence, s)
     layers: dict[int, torch.Tensor] = {}
 
-    def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
-        out, _, probs = reference_attention(query, key, value, scale)  # probs [1, H, T, T]
+    def attend(call):
+        out, _, probs = reference_attention(
+            call.query, call.key, call.value, call.scale
+        )  # probs [1, H, T, T]
         h = probs.shape[1]
         device_bins = bins.to(probs.device)
         rows = torch.zeros(h, s + 1, t, device=probs.device).index_add_(1, device_bins, probs[0])
         sums = torch.zeros(h, s + 1, s + 1, device=probs.device).index_add_(2, device_bins, rows)
-        layers[module.layer_idx] = sums[:, :s, :s].cpu()
-        return out.to(query.dtype).transpose(1, 2).contiguous(), None
+        layers[call.layer] = sums[:, :s, :s].cpu()
+        return out.to(call.query.dtype)
 
-    AttentionInterface.register(_IMPLEMENTATION, attend)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(_IMPLEMENTATION)
-    try:
-        with torch.inference_mode():
-            model.get_decoder()(input_ids=input_ids.to(next(model.parameters()).device), use_cache=False)
-    finally:
-        model.set_attn_implementation(previous)
-    num_layers = model.config.get_text_config().num_hidden_layers
-    missing = sorted(set(range(num_layers)) - set(layers))
-    if missing:
-        raise ValueError(
-            f"layers {missing} did not call the attention interface: this model cannot be referenced"
-        )
+    with install_attention(model, attend) as installed, torch.inference_mode():
+        model.get_decoder()(input_ids=tokens.input_ids.to(next(model.parameters()).device), use_cache=False)
+    installed.check_one_pass()
+    num_layers = installed.num_layers
     counts = torch.tensor([sp.n_tokens for sp in spans], dtype=torch.int64)
     return torch.stack([layers[i] for i in range(num_layers)]), counts
 

@@ -20,7 +20,7 @@ from stream_widgets import anchors
 from stream_widgets.traces import Trace
 
 if TYPE_CHECKING:
-    from stream_widgets.routes import Route
+    from stream_widgets.ruler.routes import Route
     from stream_widgets.widgets.data import ExploreData
     from stream_widgets.widgets.explorer import Explorer
 

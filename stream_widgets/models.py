@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from stream_widgets.attention import check_traceable
+
 __all__ = [
     "DEFAULT_MODEL_ID",
     "PACKAGED_MODELS",
@@ -302,29 +304,6 @@ def _from_pretrained(source, *, dtype: torch.dtype, gguf_file: str | None = None
         model.hf_quantizer.remove_quantization_config(model)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **extra)
     return model, tokenizer
-
-
-def check_traceable(model) -> None:
-    """Raise `ValueError` if the model's attention cannot be swapped for the Stream tracer's.
-
-    The tracer plugs in through transformers' `AttentionInterface`; it needs a model that dispatches its
-    attention through that registry and computes plain causal softmax attention (no logit soft-capping,
-    no learned sink logits). Sliding-window layers are checked against the text length at trace time.
-    """
-    name = type(model).__name__
-    if not hasattr(model, "set_attn_implementation") or not model._can_set_attn_implementation():
-        raise ValueError(
-            f"{name} cannot be traced: its attention does not go through transformers' AttentionInterface, "
-            "so the Stream attention function cannot be plugged in"
-        )
-    config = model.config
-    for field in ("attn_logit_softcapping", "attention_logit_softcapping"):
-        if getattr(config, field, None):
-            raise ValueError(
-                f"{name} cannot be traced: it soft-caps attention logits ({field}={getattr(config, field)})"
-            )
-    if getattr(config, "is_causal", True) is False:
-        raise ValueError(f"{name} cannot be traced: it is not a causal (decoder) model")
 
 
 def model_id(model) -> str:

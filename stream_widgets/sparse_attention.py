@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stream_widgets.attention import repeat_kv
 from stream_widgets.mask import StreamMask
 
 __all__ = [
@@ -38,12 +39,6 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 # 12-head layer took 410 chunks, launch-bound (H200: 0.14 s per layer vs 0.03 s with 512 MiB).
 CUDA_CHUNK_BYTES = 512 * 2**20
 _NEG_INF = float("-inf")
-
-
-def _repeat_kv(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """``[B, Hkv, T, D]`` -> ``[B, H, T, D]``: each KV head serves H / Hkv consecutive query heads."""
-    groups = heads // x.shape[1]
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
 
 def dense_attention(
@@ -70,7 +65,7 @@ def dense_attention(
     other cases fall back to query chunks of O(chunk x T) memory.
     """
     heads = q.shape[1]
-    k_rep, v_rep = _repeat_kv(k, heads), _repeat_kv(v, heads)
+    k_rep, v_rep = repeat_kv(k, heads), repeat_kv(v, heads)
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k_rep, v_rep, 0.0, True, scale=scale
@@ -238,11 +233,11 @@ def reference_attention(
     """
     t = q.shape[2]
     heads = q.shape[1]
-    logits = torch.einsum("bhqd,bhkd->bhqk", q.float(), _repeat_kv(k, heads).float()) * scale
+    logits = torch.einsum("bhqd,bhkd->bhqk", q.float(), repeat_kv(k, heads).float()) * scale
     allowed = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
     if keep is not None:
         allowed = allowed & keep
     logits = logits.masked_fill(~allowed, _NEG_INF)
     lse = torch.logsumexp(logits, dim=-1)
     probs = torch.softmax(logits, dim=-1)
-    return torch.einsum("bhqk,bhkd->bhqd", probs, _repeat_kv(v, heads).float()), lse, probs
+    return torch.einsum("bhqk,bhkd->bhqd", probs, repeat_kv(v, heads).float()), lse, probs

@@ -1,9 +1,8 @@
 """Sparse tracing of a real model: one forward pass, Stream masks at every layer, O(T) records.
 
-The tracer plugs into transformers through its attention-function registry: it registers an attention
-function under the name ``"stream"`` and switches the model to it for the pass (and back afterwards,
-even on error). No modeling code is forked. At every layer the function receives the post-RoPE queries
-``[B, H, T, D]`` and keys ``[B, Hkv, T, D]``, estimates the Stream mask from them, and then
+`trace` runs the model once with the Stream attention function installed (`attention.install_attention`,
+transformers' attention registry; no modeling code is forked). At every layer the function receives the
+post-RoPE queries ``[B, H, T, D]`` and keys ``[B, Hkv, T, D]``, estimates the Stream mask from them, and
 
 * ``mode="observe"``: runs the model's ordinary causal attention (the flash kernel, which also returns
   each query's log-sum-exp), so the model's output is unchanged, and records the model's true
@@ -11,53 +10,89 @@ even on error). No modeling code is forked. At every layer the function receives
 * ``mode="sparse"``: computes attention over the kept entries only, renormalised, as a sparse-attention
   model would, and records those probabilities.
 
+`stream_attention` is the same pass as a context manager, for callers that run the model themselves
+(fidelity, RULER); its `Recorder` gives the pass's `Recording`.
+
 Memory: the masks and records are O(T) per layer and head (plus O(S^2) sentence sums); the work buffers
-of one chunk of query blocks are bounded (64 MiB); nothing of size T x T is allocated on any path.
+of one chunk of query blocks are bounded (64 MiB on the CPU); nothing of size T x T is allocated.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
+from stream_widgets.attention import AttentionCall, Installed, install_attention
 from stream_widgets.config import StreamConfig
 from stream_widgets.mask import StreamMask
 from stream_widgets.sparse_attention import dense_attention, masked_chunks, sparse_attention
+from stream_widgets.tokens import sentence_ids, tokenize
 from stream_widgets.traces import Trace
 
-__all__ = ["MODES", "sentence_ids", "stream_attention", "tokenize", "trace"]
+__all__ = ["MODES", "MaskFn", "Recorder", "Recording", "stream_attention", "trace"]
 
 MODES = ("observe", "sparse")
-_IMPLEMENTATION = "stream"
 # Inputs at least this long get a progress bar over layers by default.
 _PROGRESS_TOKENS = 2048
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, StreamConfig], StreamMask]
+"""Builds a layer's mask from its queries and keys: `estimate_mask`, or `oracle_mask` for the exact reference."""
 
 
-class _Recorder:
-    """Receives every layer's attention call during one pass and keeps the O(T) records."""
+@dataclass(frozen=True)
+class Recording:
+    """What one Stream pass recorded (batch of one), layer by layer.
+
+    Attributes:
+        masks: One `StreamMask` ``[1, H, T, T]`` per layer (CPU).
+        retained_mass: float32 ``[L, H, T]``: sum of each query's recorded probabilities.
+        block_attention: float32 ``[L, H, Qb, K]``: probability summed over each query block and kept key
+            block (K: the widest layer's mask width; 0 past a layer's own width).
+        token_weights: Layer -> float32 ``[H', Qb, q_block, K_l * k_block]`` for the layers asked for.
+        sentence_attention_sum: float32 ``[L, H, S, S]`` summed probability between sentences, or None.
+    """
+
+    masks: list[StreamMask]
+    retained_mass: torch.Tensor
+    block_attention: torch.Tensor
+    token_weights: dict[int, torch.Tensor] = field(default_factory=dict)
+    sentence_attention_sum: torch.Tensor | None = None
+
+
+class Recorder:
+    """The attention function of one Stream pass: estimates each layer's mask and keeps the O(T) records.
+
+    Args:
+        config: Estimator settings.
+        mode: ``"observe"`` or ``"sparse"``.
+        mask_fn: Mask builder.
+        token_layers: Layers whose token-level weights to keep.
+        token_heads: Query heads kept for those layers (all if None).
+        sentence_ids: int64 ``[T]`` sentence of every token (-1 for none), or None for no sentence sums.
+        num_sentences: S.
+        progress: A progress bar over `progress` layers (0: none).
+    """
 
     def __init__(
         self,
         config: StreamConfig,
         mode: str,
         mask_fn: MaskFn,
-        num_layers: int,
-        token_layers: Sequence[int],
-        token_heads: Sequence[int] | None,
-        sentence_ids: torch.Tensor | None,
-        num_sentences: int,
-        progress: bool,
+        token_layers: Sequence[int] = (),
+        token_heads: Sequence[int] | None = None,
+        sentence_ids: torch.Tensor | None = None,
+        num_sentences: int = 0,
+        progress: int = 0,
     ) -> None:
         self.config, self.mode, self.mask_fn = config, mode, mask_fn
-        self.num_layers = num_layers
         self.token_layers = set(token_layers)
         self.token_heads = None if token_heads is None else list(token_heads)
         self.sentence_ids = sentence_ids
         self.num_sentences = num_sentences
+        self.installed: Installed | None = None
         self.masks: dict[int, StreamMask] = {}
         self.retained_mass: dict[int, torch.Tensor] = {}
         self.block_attention: dict[int, torch.Tensor] = {}
@@ -67,22 +102,15 @@ class _Recorder:
         if progress:
             from tqdm.auto import tqdm
 
-            self.progress = tqdm(total=num_layers, desc=f"tracing ({mode})", unit="layer")
+            self.progress = tqdm(total=progress, desc=f"tracing ({mode})", unit="layer")
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()
 
-    # ----------------------------------------------------------------- the attention function
-    def attend(self, module, query, key, value, attention_mask, scaling, dropout, **kwargs):
-        """Attention of one layer; returns ``(out [B, T, H, D], None)`` as transformers expects."""
-        layer = getattr(module, "layer_idx", None)
-        if layer is None:
-            raise ValueError(
-                f"{type(module).__name__} has no layer_idx: the Stream tracer cannot tell layers apart"
-            )
-        self._check_call(module, query, key, attention_mask, dropout, kwargs)
-        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+    def __call__(self, call: AttentionCall) -> torch.Tensor:
+        """Attention of one layer: ``[B, H, T, D]`` out, records kept."""
+        query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
         mask = self.mask_fn(query, key, self.config)
         b, h, t, _ = query.shape
         self.masks[layer] = mask.to("cpu")
@@ -97,7 +125,7 @@ class _Recorder:
                 len(heads), mask.num_q_blocks, mask.q_block, mask.kv_indices.shape[-1] * mask.k_block
             )
         sums = None
-        if self.sentence_ids is not None:
+        if self.sentence_ids is not None and self.num_sentences > 0:
             s = self.num_sentences
             sums = torch.zeros(b * h * s * s, device=query.device)  # [B, H, S, S], flat
             sid = self._padded_sentence_ids(mask, query.device)
@@ -141,7 +169,7 @@ class _Recorder:
             self.progress.update(1)
         if self.mode == "sparse":
             out = out.reshape(b, h, -1, query.shape[-1])[:, :, :t]
-        return out.transpose(1, 2).contiguous(), None
+        return out
 
     def _add_sentence_sums(self, sums, sid, chunk, probs, per_block) -> None:
         """Add a chunk's kept probabilities into the flat ``[B, H, S, S]`` sentence-pair sums.
@@ -185,69 +213,31 @@ class _Recorder:
         sid[: self.sentence_ids.shape[0]] = self.sentence_ids.to(device)
         return sid
 
-    @staticmethod
-    def _check_call(module, query, key, attention_mask, dropout, kwargs) -> None:
-        name = type(module).__name__
-        if query.shape[2] != key.shape[2]:
-            raise ValueError(
-                f"{name}: {query.shape[2]} queries against {key.shape[2]} keys; the tracer handles one full "
-                "forward pass without a KV cache (call the model with use_cache=False, no past_key_values)"
-            )
-        if attention_mask is not None:
-            raise ValueError(
-                f"{name}: got an explicit attention mask; the tracer supports one unpadded causal sequence"
-            )
-        if kwargs.get("sliding_window") and query.shape[2] > kwargs["sliding_window"]:
-            raise ValueError(
-                f"{name} uses sliding-window attention ({kwargs['sliding_window']} tokens) and the text is "
-                f"{query.shape[2]} tokens; the tracer models full causal attention only"
-            )
-        if kwargs.get("softcap") or kwargs.get("s_aux") is not None:
-            raise ValueError(
-                f"{name} soft-caps attention logits or uses learned sinks; the tracer cannot model it"
-            )
-        if dropout and module.training:
-            raise ValueError(f"{name} is in training mode with attention dropout; call model.eval() first")
-
     # ----------------------------------------------------------------- results
-    def stacked(self) -> dict[str, torch.Tensor | list[StreamMask] | dict[int, torch.Tensor]]:
-        """The records as ``[L, H, ...]`` tensors (batch of one), after checking every layer was seen."""
-        missing = sorted(set(range(self.num_layers)) - set(self.masks))
-        if missing:
-            raise ValueError(
-                f"layers {missing} never called the Stream attention function: this model's attention does "
-                "not go (entirely) through transformers' AttentionInterface, so it cannot be traced"
-            )
-        layers = range(self.num_layers)
+    def result(self) -> Recording:
+        """The records as ``[L, H, ...]`` tensors (batch of one), after checking the pass saw every layer once."""
+        assert self.installed is not None, "the recorder was not installed (use stream_attention)"
+        self.installed.check_one_pass()
+        layers = range(self.installed.num_layers)
         width = max(self.block_attention[i].shape[-1] for i in layers)
         blocks = [
             torch.nn.functional.pad(self.block_attention[i], (0, width - self.block_attention[i].shape[-1]))
             for i in layers
         ]
-        return {
-            "masks": [self.masks[i] for i in layers],
-            "retained_mass": torch.stack([self.retained_mass[i][0] for i in layers]),
-            "block_attention": torch.stack([b[0] for b in blocks]),
-            "token_weights": {i: self.token_weights[i] for i in sorted(self.token_weights)},
-            "sentence_attention_sum": (
-                torch.stack([self.sentence_sums[i][0] for i in layers]) if self.sentence_sums else None
-            ),
-        }
-
-
-def _stream_attention_function(
-    module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs
-):
-    """The function registered as ``"stream"`` in transformers' AttentionInterface."""
-    if _ACTIVE is None:
-        raise RuntimeError(
-            "the 'stream' attention implementation was called outside stream_widgets tracing; switch the model "
-            "back with model.set_attn_implementation('sdpa')"
+        return Recording(
+            masks=[self.masks[i] for i in layers],
+            retained_mass=torch.stack([self.retained_mass[i][0] for i in layers]),
+            block_attention=torch.stack([b[0] for b in blocks]),
+            token_weights={i: self.token_weights[i] for i in sorted(self.token_weights)},
+            sentence_attention_sum=self._stacked_sentence_sums(layers),
         )
-    return _ACTIVE.attend(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
 
-
-_ACTIVE: _Recorder | None = None
+    def _stacked_sentence_sums(self, layers: range) -> torch.Tensor | None:
+        if self.sentence_ids is None:
+            return None
+        if self.num_sentences == 0:  # blank reasoning: no sentence, nothing to sum
+            return torch.zeros(len(layers), self.retained_mass[0].shape[1], 0, 0)
+        return torch.stack([self.sentence_sums[i][0] for i in layers])
 
 
 @contextlib.contextmanager
@@ -262,11 +252,11 @@ def stream_attention(
     sentence_ids: torch.Tensor | None = None,
     num_sentences: int = 0,
     progress: bool = False,
-) -> Iterator[_Recorder]:
-    """Run the model with Stream attention inside the block; yields the recorder of the pass.
+) -> Iterator[Recorder]:
+    """Run the model with Stream attention inside the block (one forward pass); yields its `Recorder`.
 
-    The model is switched to the ``"stream"`` attention implementation on entry and back to its previous
-    one on exit, also when the block raises. One forward pass (batch of one, no cache) per block.
+    The model runs the Stream attention function inside the block and its own afterwards, also when the
+    block raises. Call `Recorder.result()` after the pass.
 
     Args:
         model: A transformers causal LM whose attention goes through `AttentionInterface`.
@@ -280,70 +270,36 @@ def stream_attention(
         num_sentences: S, the number of sentences.
         progress: Show a progress bar over layers.
     """
-    global _ACTIVE
-    from transformers import AttentionInterface
-
-    from stream_widgets.models import check_traceable
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    check_traceable(model)
-    if _ACTIVE is not None:
-        raise RuntimeError("a Stream tracing pass is already running; passes cannot be nested")
     if mask_fn is None:
         from stream_widgets.estimator import estimate_mask
 
         mask_fn = estimate_mask
-    num_layers = model.config.get_text_config().num_hidden_layers
+    text_config = model.config.get_text_config()
     for name, chosen, bound in (
-        ("layers", layers, num_layers),
-        ("heads", heads, model.config.get_text_config().num_attention_heads),
+        ("layers", layers, text_config.num_hidden_layers),
+        ("heads", heads, text_config.num_attention_heads),
     ):
         bad = [i for i in (chosen or ()) if not 0 <= int(i) < bound]
         if bad:
             raise ValueError(f"{name} {bad} out of range: the model has {bound} {name}")
-    recorder = _Recorder(
+    recorder = Recorder(
         config or StreamConfig(),
         mode,
         mask_fn,
-        num_layers,
         layers or (),
         heads,
         sentence_ids,
         num_sentences,
-        progress,
+        text_config.num_hidden_layers if progress else 0,
     )
-    AttentionInterface.register(_IMPLEMENTATION, _stream_attention_function)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(_IMPLEMENTATION)
-    _ACTIVE = recorder
     try:
-        yield recorder
+        with install_attention(model, recorder) as installed:
+            recorder.installed = installed
+            yield recorder
     finally:
-        _ACTIVE = None
-        model.set_attn_implementation(previous)
         recorder.close()
-
-
-def sentence_ids(text: str, offsets: torch.Tensor) -> tuple[list, torch.Tensor]:
-    """The text's sentences (with token spans) and int64 ``[T]`` the sentence of every token (-1: none)."""
-    from stream_widgets.sentences import split_sentences, token_spans
-
-    spans = token_spans(split_sentences(text), offsets.tolist(), text)
-    ids = torch.full((offsets.shape[0],), -1, dtype=torch.int64)
-    for sentence in spans:
-        ids[sentence.token_start : sentence.token_end] = sentence.index
-    return spans, ids
-
-
-def tokenize(tokenizer, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids [1, T], offsets [T, 2])`` of a text, with the tokenizer's usual special tokens."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; tracing needs token offsets")
-    encoding = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
-    return encoding["input_ids"], encoding["offset_mapping"][0].to(torch.int64)
 
 
 def trace(
@@ -387,14 +343,14 @@ def trace(
     from stream_widgets.models import check_context_length, model_id
 
     config = config or StreamConfig()
-    input_ids, offsets = tokenize(tokenizer, text)
-    t = input_ids.shape[1]
+    tokens = tokenize(tokenizer, text)
+    t = tokens.num_tokens
     if t == 0:
         raise ValueError(
             "the text is empty (no tokens): give trace() the prompt and chain of thought to trace"
         )
     check_context_length(model, t)
-    spans, token_sentence = sentence_ids(text, offsets) if sentences else ([], None)
+    spans = tokens.sentences() if sentences else []
     device = next(model.parameters()).device
     with (
         stream_attention(
@@ -404,31 +360,31 @@ def trace(
             mask_fn=mask_fn,
             layers=layers,
             heads=heads,
-            sentence_ids=token_sentence,
+            sentence_ids=sentence_ids(spans, t) if sentences else None,
             num_sentences=len(spans),
             progress=t >= _PROGRESS_TOKENS if progress is None else progress,
         ) as recorder,
         torch.inference_mode(),
     ):
-        model.get_decoder()(input_ids=input_ids.to(device), use_cache=False)
-    records = recorder.stacked()
-    num_heads = records["retained_mass"].shape[1]
+        model.get_decoder()(input_ids=tokens.input_ids.to(device), use_cache=False)
+    recording = recorder.result()
+    num_heads = recording.retained_mass.shape[1]
     return Trace(
         text=text,
         model_id=model_id(model),
         config=config,
         mode=mode,
-        input_ids=input_ids[0].cpu(),
-        offsets=offsets,
-        masks=records["masks"],
-        retained_mass=records["retained_mass"],
-        block_attention=records["block_attention"],
-        token_weights=records["token_weights"],
+        input_ids=tokens.input_ids[0].cpu(),
+        offsets=tokens.offsets,
+        masks=recording.masks,
+        retained_mass=recording.retained_mass,
+        block_attention=recording.block_attention,
+        token_weights=recording.token_weights,
         token_heads=()
         if not layers
         else tuple(range(num_heads))
         if heads is None
         else tuple(int(h) for h in heads),
         sentences=spans,
-        sentence_attention_sum=records["sentence_attention_sum"],
+        sentence_attention_sum=recording.sentence_attention_sum,
     )

@@ -198,7 +198,10 @@ def test_thought_anchors_from_trace_sums():
     assert len(anchors) == 3 and all(isinstance(x, Anchor) for x in anchors)
     assert anchors[0].index == 3 and anchors[0].text == "sentence 3."
     assert [x.score for x in anchors] == sorted((x.score for x in anchors), reverse=True)
-    assert (anchors[0].token_start, anchors[0].token_end) == (int(counts[:3].sum()), int(counts[:4].sum()))
+    assert (anchors[0].sentence.token_start, anchors[0].sentence.token_end) == (
+        int(counts[:3].sum()),
+        int(counts[:4].sum()),
+    )
     # explicit receiver heads and all sentences: at most the scored ones come back
     many = thought_anchors(fake, receiver_heads=[(0, 0)], top=100, variant="raw", min_later=1)
     assert len(many) == 16 - 4

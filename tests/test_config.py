@@ -49,8 +49,25 @@ def test_frozen_and_round_trip():
         StreamConfig.from_dict({"q_blok": 4})
 
 
+@pytest.mark.parametrize(
+    "q_block,k_block,window", [(64, 16, 64), (16, 16, 0), (8, 16, 3), (64, 1, 5), (5, 3, 7), (1, 4, 0)]
+)
+def test_window_bound_holds_and_is_reached(q_block, k_block, window):
+    """`max_window_blocks` bounds the window + diagonal blocks of every query block, and is tight."""
+    import torch
+
+    from stream_widgets.search import layout
+
+    config = StreamConfig(q_block=q_block, k_block=k_block, window=window, sink=0)
+    t = 40 * q_block * k_block
+    rows = layout(torch.arange(-(-t // q_block)), t, config)
+    window_blocks = rows.last_block - rows.local_start + 1
+    assert int(window_blocks.max()) <= config.max_window_blocks
+    assert int(window_blocks.max()) >= config.max_window_blocks - 1  # the bound is off by at most one
+
+
 def test_derived_block_counts():
     config = StreamConfig(q_block=64, k_block=16, sink=17, window=64, top_k=8)
-    assert config.sink_blocks == 2
-    assert config.max_window_blocks == (64 + 63) // 16 + 2
-    assert config.max_blocks_per_row == 2 + config.max_window_blocks + 8
+    assert config.sink_blocks == 2  # 17 tokens need two 16-token blocks
+    assert config.max_window_blocks == 9
+    assert config.max_blocks_per_row == 19

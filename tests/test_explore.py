@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import stream_widgets as sw
+from stream_widgets.anchors import anchor_scores
 from stream_widgets.cli import main
 from stream_widgets.explore import explore_data
 
@@ -18,7 +19,7 @@ def test_explore_data_of_a_real_trace(real_trace, real_explore_data):
     assert data.n_sentences == s and data.sentence_attention.shape == (30, 9, s, s)
     assert len(data.receiver_heads) == 20
     # The anchor scores are the receiver-head mean of the default variant's vertical scores.
-    expected = np.nan_to_num(sw.anchor_scores(real_trace, data.receiver_heads), nan=0.0)
+    expected = np.nan_to_num(anchor_scores(real_trace, data.receiver_heads), nan=0.0)
     np.testing.assert_allclose(data.anchor_scores, expected)
     assert data.meta["score_variant"] == "distance" and 0 <= data.meta["sparsity"] < 1
 

@@ -17,7 +17,7 @@ def test_import_loads_no_heavy_dependency():
 def test_every_public_name_resolves_and_functions_stay_functions():
     import stream_widgets as sw
     import stream_widgets.explore  # noqa: F401  (a submodule import must not shadow the function)
-    import stream_widgets.fidelity  # noqa: F401
+    import stream_widgets.faithfulness  # noqa: F401
 
     for name in sw.__all__:
         assert getattr(sw, name) is not None, name

@@ -4,11 +4,18 @@ import pytest
 import torch
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.decoding import sparse_step_attention
-from stream_widgets.routes import AttentionCapture, Route, RouteEdge, _best_paths, find_route, needle_mass
-from stream_widgets.ruler import KINDS, NEEDLES, RulerCase, make_cases
-from stream_widgets.ruler_scoring import is_correct, run_ruler, score_case, summarize
-from stream_widgets.tracer import tokenize
+from stream_widgets.ruler.cases import KINDS, NEEDLES, RulerCase, make_cases
+from stream_widgets.ruler.decoding import sparse_step_attention
+from stream_widgets.ruler.routes import (
+    AttentionCapture,
+    Route,
+    RouteEdge,
+    _best_paths,
+    find_route,
+    needle_mass,
+)
+from stream_widgets.ruler.scoring import is_correct, run_ruler, score_case, summarize
+from stream_widgets.tokens import tokenize
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
 SMALL = StreamConfig(q_block=16, k_block=8, top_k=4, sink=8, window=16)
@@ -20,7 +27,7 @@ def tok():
 
 
 def _text(tokenizer, case: RulerCase, span: tuple[int, int]) -> str:
-    ids = tokenize(tokenizer, case.prompt)[0][0]
+    ids = tokenize(tokenizer, case.prompt).input_ids[0]
     return tokenizer.decode(ids[span[0] : span[1]])
 
 
@@ -34,7 +41,7 @@ def test_cases_are_seeded_and_spans_point_at_the_needles(tok, kind):
     assert cases[0].prompt != cases[1].prompt and cases[0].prompt != other[0].prompt
     for case in cases:
         assert 900 - 24 <= case.length <= 900
-        assert tokenize(tok, case.prompt)[0].shape[1] == case.length
+        assert tokenize(tok, case.prompt).num_tokens == case.length
         for key, value, span, value_span in zip(
             case.keys if kind != "multivalue" else case.keys * NEEDLES,
             case.answers,

@@ -12,7 +12,8 @@ from stream_widgets.sparse_attention import (
     reference_attention,
     sparse_attention,
 )
-from stream_widgets.tracer import stream_attention, tokenize, trace
+from stream_widgets.tokens import tokenize
+from stream_widgets.tracer import stream_attention, trace
 from stream_widgets.traces import Trace
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
 
@@ -92,7 +93,7 @@ def _eager_attentions(model, ids):
 
 def test_tiny_observe_leaves_output_unchanged_and_records_true_probabilities(tiny):
     model, tokenizer = tiny
-    ids, _ = tokenize(tokenizer, TEXT)
+    ids = tokenize(tokenizer, TEXT).input_ids
     with torch.inference_mode():
         dense = model(ids).logits
     with stream_attention(model, SMALL, "observe"), torch.inference_mode():
@@ -118,7 +119,7 @@ def test_tiny_observe_leaves_output_unchanged_and_records_true_probabilities(tin
 
 def test_tiny_sentence_sums_and_block_attention_match_reference(tiny):
     model, tokenizer = tiny
-    ids, _ = tokenize(tokenizer, TEXT)
+    ids = tokenize(tokenizer, TEXT).input_ids
     result = trace(model, tokenizer, TEXT, SMALL, layers=[0, 1])
     sid = torch.full((ids.shape[1],), -1)
     for s in result.sentences:
@@ -149,12 +150,12 @@ def test_tiny_sentence_sums_and_block_attention_match_reference(tiny):
 
 def test_tiny_sparse_keep_all_equals_dense_and_pruning_changes_output(tiny):
     model, tokenizer = tiny
-    ids, _ = tokenize(tokenizer, TEXT)
+    ids = tokenize(tokenizer, TEXT).input_ids
     with torch.inference_mode():
         dense = model(ids).logits
         with stream_attention(model, KEEP_ALL, "sparse") as recorder:
             full = model(ids, use_cache=False).logits
-        assert all(m.sparsity().item() == 0.0 for m in recorder.stacked()["masks"])
+        assert all(m.sparsity().item() == 0.0 for m in recorder.result().masks)
         with stream_attention(model, SMALL, "sparse"):
             pruned = model(ids, use_cache=False).logits
     torch.testing.assert_close(full, dense, atol=1e-5, rtol=0)
@@ -233,7 +234,7 @@ REAL = StreamConfig(q_block=16, k_block=16, top_k=2, sink=16, window=32)
 @pytest.mark.slow
 def test_real_observe_is_exact(default_model):
     model, tokenizer = default_model
-    ids, _ = tokenize(tokenizer, REAL_TEXT)
+    ids = tokenize(tokenizer, REAL_TEXT).input_ids
     assert 120 <= ids.shape[1] <= 500
     with torch.inference_mode():
         dense = model(ids).logits
@@ -255,10 +256,10 @@ def test_real_observe_is_exact(default_model):
 
 @pytest.mark.slow
 def test_real_sparse_keep_all_equals_dense_and_fidelity(default_model):
-    from stream_widgets.fidelity import fidelity
+    from stream_widgets.faithfulness import fidelity
 
     model, tokenizer = default_model
-    ids, _ = tokenize(tokenizer, REAL_TEXT)
+    ids = tokenize(tokenizer, REAL_TEXT).input_ids
     keep_all = StreamConfig(q_block=16, k_block=16, top_k=64, sink=16, window=32)
     with torch.inference_mode():
         dense = model(ids).logits

@@ -6,7 +6,7 @@ sentence x sentence attention of every (layer, head). It never holds a model or 
 so the widgets and the report stay independent of how the numbers were computed.
 
 Importing this module imports numpy and the tag list only (no Bokeh, no ipywidgets, no spaCy, no torch:
-`stream_widgets.routes` is imported only to check a route that is given).
+`stream_widgets.ruler.routes` is imported only to check a route that is given).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from tagging.tags import ALL_TAGS
 
 if TYPE_CHECKING:
-    from stream_widgets.routes import Route
+    from stream_widgets.ruler.routes import Route
 
 __all__ = [
     "FUNCTION_TAGS",
@@ -76,7 +76,7 @@ class ExploreData:
             given, bounds `token_spans` and the route's positions.
         token_spans: Optional `S` half-open `(start, end)` token spans of the sentences, in order, not
             overlapping; they let the route view find the sentence holding a token position.
-        route: Optional needle route (`stream_widgets.routes.Route`, or its `to_dict()`) over the same
+        route: Optional needle route (`stream_widgets.ruler.routes.Route`, or its `to_dict()`) over the same
             text: its positions are token positions, its layers index the first axis of
             `sentence_attention`. When given, the explorer and the report add the route view.
     """
@@ -203,14 +203,14 @@ class ExploreData:
     def _check_route(self) -> None:
         if self.route is None:
             return
-        # Imported only when a route is given: stream_widgets.routes loads torch.
-        from stream_widgets.routes import Route
+        # Imported only when a route is given: stream_widgets.ruler.routes loads torch.
+        from stream_widgets.ruler.routes import Route
 
         if isinstance(self.route, dict):
             self.route = Route.from_dict(self.route)
         if not isinstance(self.route, Route):
             raise TypeError(
-                f"ExploreData.route must be a stream_widgets.routes.Route, its to_dict() or None, "
+                f"ExploreData.route must be a stream_widgets.ruler.routes.Route, its to_dict() or None, "
                 f"got {type(self.route).__name__}"
             )
         route, n_layers, limit = self.route, self.n_layers, self._token_count()

@@ -6,7 +6,7 @@ from layer l + 1 on. Width and opacity grow with the attention weight; kept edge
 the dense route that the Stream mask drops are red and dashed. Shaded bands mark the asked-about needle
 (green) and distractor needles (grey); a vertical line marks the output position.
 
-Built from plain route data (`stream_widgets.routes.Route` or its `to_dict()`), never from a model; only
+Built from plain route data (`stream_widgets.ruler.routes.Route` or its `to_dict()`), never from a model; only
 the route's edges travel to the browser.
 """
 
@@ -90,7 +90,7 @@ def route_figure(route: Any, *, title: str | None = None, width: int = 900, heig
     """A Bokeh figure of a needle route.
 
     Args:
-        route: A `stream_widgets.routes.Route` or its `to_dict()` (plain data).
+        route: A `stream_widgets.ruler.routes.Route` or its `to_dict()` (plain data).
         title: Figure title; a summary of the route if None.
         width: Pixels.
         height: Pixels.

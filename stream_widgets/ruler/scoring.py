@@ -1,9 +1,9 @@
 """Scoring RULER cases: greedy answers under dense and Stream-sparse attention, needle mass, routes.
 
-`score_case` answers a case (`stream_widgets.ruler.RulerCase`) greedily twice -- with the model's own
+`score_case` answers a case (`stream_widgets.ruler.cases.RulerCase`) greedily twice -- with the model's own
 (dense) attention and with Stream ``sparse`` attention -- and measures, in ``observe`` mode, how much of
 the attention the final query positions pay to the needle tokens the Stream mask keeps
-(`stream_widgets.routes`). `run_ruler` scores a grid of lengths and kinds; `summarize` and
+(`stream_widgets.ruler.routes`). `run_ruler` scores a grid of lengths and kinds; `summarize` and
 `format_table` turn the results into the benchmark's table.
 
 Cost of `score_case`: two forward passes over the prompt (observe with the dense model's KV cache, and
@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stream_widgets.ruler import KINDS, RulerCase, make_cases
+from stream_widgets.ruler.cases import KINDS, RulerCase, make_cases
 
 __all__ = ["RulerResult", "format_table", "is_correct", "run_ruler", "score_case", "summarize"]
 
@@ -39,7 +39,7 @@ class RulerResult:
             needle tokens, summed over those positions (true dense probabilities).
         needle_mass_retained: float ``[L][H]``: the part of it at entries the Stream mask keeps.
         query_positions: The final query positions measured.
-        route: The needle route (`stream_widgets.routes.Route`), or None if not asked for.
+        route: The needle route (`stream_widgets.ruler.routes.Route`), or None if not asked for.
         seconds: Wall-clock time of the scoring.
     """
 
@@ -118,7 +118,7 @@ def score_case(
         tokenizer: Its fast tokenizer (the one the case was made with).
         case: The case.
         config: Estimator settings; `StreamConfig()` if None.
-        route: Also find the needle route (`stream_widgets.routes.find_route`).
+        route: Also find the needle route (`stream_widgets.ruler.routes.find_route`).
         num_query_positions: The final prompt positions whose needle attention is measured (the answer
             prefix, which names the key).
         max_new_tokens: Greedy decoding budget; by default enough for the expected numbers.
@@ -134,14 +134,15 @@ def score_case(
     import time
 
     from stream_widgets.config import StreamConfig
-    from stream_widgets.decoding import decode_attention, greedy_tokens
     from stream_widgets.models import check_context_length
-    from stream_widgets.routes import capture_attention, find_route, needle_mass
-    from stream_widgets.tracer import stream_attention, tokenize
+    from stream_widgets.ruler.decoding import decode_attention, greedy_tokens
+    from stream_widgets.ruler.routes import capture_attention, find_route, needle_mass
+    from stream_widgets.tokens import tokenize
+    from stream_widgets.tracer import stream_attention
 
     config = config or StreamConfig()
     started = time.perf_counter()
-    input_ids, _ = tokenize(tokenizer, case.prompt)
+    input_ids = tokenize(tokenizer, case.prompt).input_ids
     if input_ids.shape[1] != case.length:
         raise ValueError(
             f"the case has {case.length} tokens but this tokenizer gives {input_ids.shape[1]}: "
@@ -169,7 +170,7 @@ def score_case(
         model, input_ids, budget, sparse_prefill, lambda: decode_attention(model, config), stop
     )
     capture = captured[0]
-    sparse_masks = sparse_run[0].stacked()["masks"]
+    sparse_masks = sparse_run[0].result().masks
     positions = tuple(range(max(0, case.length - num_query_positions), case.length))
     needle = [p for a, b in case.needle_spans for p in range(a, b)]
     dense_mass, kept_mass = needle_mass(capture, positions, needle)

@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from stream_widgets.attention import install_attention, repeat_kv
 from stream_widgets.config import StreamConfig
 
 __all__ = ["decode_attention", "greedy_tokens", "sparse_step_attention"]
-
-_DECODE_IMPLEMENTATION = "stream_decode"
 
 
 def _cache_argument() -> str:
@@ -65,9 +64,7 @@ def sparse_step_attention(
     if q_len != 1:
         raise ValueError(f"sparse decoding takes one new token at a time, got {q_len}")
     t, kb = key.shape[2], config.k_block
-    groups = h // key.shape[1]
-    k = key.repeat_interleave(groups, dim=1) if groups > 1 else key
-    v = value.repeat_interleave(groups, dim=1) if groups > 1 else value
+    k, v = repeat_kv(key, h), repeat_kv(value, h)
     logits = torch.einsum("bhqd,bhkd->bhqk", query.float(), k.float())[:, :, 0] * scale  # [B, H, T]
     nb = -(-t // kb)
     scores = (
@@ -87,26 +84,12 @@ def sparse_step_attention(
 @contextlib.contextmanager
 def decode_attention(model, config: StreamConfig) -> Iterator[None]:
     """Inside the block, the model's cached decoding steps use `sparse_step_attention`."""
-    from transformers import AttentionInterface
 
-    def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        if attention_mask is not None:
-            visible = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
-            if not bool(visible[..., -1:, : key.shape[2]].all()):
-                raise ValueError(
-                    "sparse decoding supports one unpadded sequence (the attention mask hides keys)"
-                )
-        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
-        out = sparse_step_attention(query, key, value, scale, config)
-        return out.transpose(1, 2).contiguous(), None
+    def attend(call):
+        return sparse_step_attention(call.query, call.key, call.value, call.scale, config)
 
-    AttentionInterface.register(_DECODE_IMPLEMENTATION, attend)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(_DECODE_IMPLEMENTATION)
-    try:
+    with install_attention(model, attend, decoding=True):
         yield
-    finally:
-        model.set_attn_implementation(previous)
 
 
 def greedy_tokens(

@@ -1,4 +1,4 @@
-"""Does the Stream mask preserve the model's next-token behaviour? Dense vs sparse distributions.
+"""Is the Stream mask faithful to the model? Dense vs Stream-sparse next-token distributions.
 
 `fidelity` runs the model twice over one text: once in ``observe`` mode (the model's own dense
 attention, so its output is the dense model's; the pass also records the retained attention mass) and
@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.tracer import MaskFn, stream_attention, tokenize
+from stream_widgets.tokens import tokenize
+from stream_widgets.tracer import MaskFn, stream_attention
 
 __all__ = ["FidelityReport", "fidelity"]
 
@@ -114,7 +115,8 @@ def fidelity(
         if getattr(model.config, field, None):
             raise ValueError(f"fidelity() compares lm_head outputs and does not model {field}")
     config = config or StreamConfig()
-    input_ids, offsets = tokenize(tokenizer, text)
+    tokens = tokenize(tokenizer, text)
+    input_ids, offsets = tokens.input_ids, tokens.offsets
     if input_ids.shape[1] < 2:
         raise ValueError("fidelity() needs a text of at least 2 tokens (next-token predictions to compare)")
     check_context_length(model, input_ids.shape[1])
@@ -124,8 +126,8 @@ def fidelity(
         dense = _final_hidden(model, input_ids)
     with stream_attention(model, config, "sparse", mask_fn=mask_fn, progress=progress) as sparse_run:
         sparse = _final_hidden(model, input_ids)
-    retained = observed.stacked()["retained_mass"]
-    masks = sparse_run.stacked()["masks"]
+    retained = observed.result().retained_mass
+    masks = sparse_run.result().masks
 
     positions = torch.nonzero(_cot_positions(text, offsets)).flatten().tolist() + [input_ids.shape[1] - 1]
     head = model.get_output_embeddings()

@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from stream_widgets.attention import install_attention, repeat_kv
 from stream_widgets.config import StreamConfig
 from stream_widgets.mask import StreamMask
+from stream_widgets.sparse_attention import dense_attention
 
 __all__ = ["AttentionCapture", "Route", "RouteEdge", "capture_attention", "find_route", "needle_mass"]
 
@@ -70,9 +72,8 @@ class AttentionCapture:
         Cost O(H x P x T x D).
         """
         q = self.queries[layer][:, list(positions)]  # [H, P, D]
-        k = self.keys[layer]
-        h, t = q.shape[0], k.shape[1]
-        k = k.repeat_interleave(h // k.shape[0], dim=0)
+        h, t = q.shape[0], self.keys[layer].shape[1]
+        k = repeat_kv(self.keys[layer][None], h)[0]
         pos = torch.tensor(list(positions), dtype=torch.int64)
         causal = torch.arange(t)[None, :] <= pos[:, None]  # [P, T]
         logits = torch.einsum("hpd,htd->hpt", q, k) * self.scale
@@ -83,58 +84,37 @@ class AttentionCapture:
         return probs, kept
 
 
-_CAPTURE_IMPLEMENTATION = "stream_capture"
-
-
 @contextlib.contextmanager
 def capture_attention(model, config: StreamConfig | None = None) -> Iterator[AttentionCapture]:
     """Run the model with its own attention inside the block, capturing queries, keys and Stream masks.
 
     One forward pass (batch of one, no padding; a KV cache may be filled) per block; the capture is
-    complete when the block ends. The model's output is its usual (SDPA) output: this is the ``observe``
-    mode of the tracer without its per-entry records, which the needle mass and routes recompute exactly
-    for the few rows they need.
+    complete when the block ends. The model's output is its usual output (the same causal attention as
+    the tracer's ``observe`` mode); the per-entry records of a trace are not kept: the needle mass and
+    routes recompute exactly the few rows they need.
 
     Args:
         model: A transformers causal LM whose attention goes through `AttentionInterface`.
         config: Estimator settings; `StreamConfig()` if None.
+
+    Raises:
+        ValueError: As `attention.install_attention`, or if the block did not run exactly one pass.
     """
-    from transformers import AttentionInterface
-
     from stream_widgets.estimator import estimate_mask
-    from stream_widgets.models import check_traceable
 
-    check_traceable(model)
     config = config or StreamConfig()
     capture = AttentionCapture()
 
-    def attend(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        if query.shape[2] != key.shape[2] or attention_mask is not None:
-            raise ValueError(
-                "capture_attention takes one full, unpadded prompt pass (no earlier cache, no mask)"
-            )
-        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
-        capture.scale = scale
-        capture.masks.append(estimate_mask(query, key, config).to("cpu"))
-        capture.queries.append(query[0].detach().float().cpu())
-        capture.keys.append(key[0].detach().float().cpu())
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, is_causal=True, scale=scale, enable_gqa=query.shape[1] != key.shape[1]
-        )
-        return out.transpose(1, 2).contiguous(), None
+    def attend(call):
+        capture.scale = call.scale
+        capture.masks.append(estimate_mask(call.query, call.key, config).to("cpu"))
+        capture.queries.append(call.query[0].detach().float().cpu())
+        capture.keys.append(call.key[0].detach().float().cpu())
+        return dense_attention(call.query, call.key, call.value, call.scale)[0]
 
-    AttentionInterface.register(_CAPTURE_IMPLEMENTATION, attend)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(_CAPTURE_IMPLEMENTATION)
-    try:
+    with install_attention(model, attend) as installed:
         yield capture
-    finally:
-        model.set_attn_implementation(previous)
-    layers = model.config.get_text_config().num_hidden_layers
-    if capture.num_layers != layers:
-        raise ValueError(
-            f"captured {capture.num_layers} layers of {layers}: run exactly one forward pass per capture"
-        )
+    installed.check_one_pass()
 
 
 def needle_mass(

@@ -14,7 +14,7 @@ The prompt uses the tokenizer's chat template when it has one and ends with the 
 does, so the model only has to emit the digits. A case stores the needles' token spans (of the same
 tokenisation the tracer uses), the expected answers, the depth and the length.
 
-Scoring the cases (dense vs sparse answers, needle mass, routes) is `stream_widgets.ruler_scoring`.
+Scoring the cases (dense vs sparse answers, needle mass, routes) is `stream_widgets.ruler.scoring`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class RulerCase:
         value_spans: ``[start, end)`` token spans of their numbers (inside `needle_spans`).
         distractor_spans: ``[start, end)`` token spans of needles not asked about (``multikey``).
         depth: Where the first asked-about needle sits, as a share of the haystack (0 = start, 1 = end).
-        length: T, tokens of `prompt` (as `stream_widgets.tracer.tokenize` counts them).
+        length: T, tokens of `prompt` (as `stream_widgets.tokens.tokenize` counts them).
         seed: The seed the case was drawn with.
     """
 
@@ -197,7 +197,7 @@ def _token_span(offsets, start: int, end: int) -> tuple[int, int]:
 
 
 def _one_case(kind, haystack, length_tokens, depth, tokenizer, rng, seed, value_digits) -> RulerCase:
-    from stream_widgets.tracer import tokenize
+    from stream_widgets.tokens import tokenize
 
     count = 1 if kind == "single" else NEEDLES
     key_list = rng.sample(_KEYS, count if kind != "multivalue" else 1)
@@ -234,7 +234,7 @@ def _one_case(kind, haystack, length_tokens, depth, tokenizer, rng, seed, value_
         return text, [offset + context.index(needle) for needle in needles]
 
     def length(n_sentences: int, words: int = 0) -> int:
-        return tokenize(tokenizer, build(n_sentences, words)[0])[0].shape[1]
+        return tokenize(tokenizer, build(n_sentences, words)[0]).num_tokens
 
     base = length(0)
     if base + _SLACK >= length_tokens:
@@ -254,8 +254,8 @@ def _one_case(kind, haystack, length_tokens, depth, tokenizer, rng, seed, value_
     while words < next_words and length(lo, words + 1) <= length_tokens:
         words += 1
     text, starts = build(lo, words)
-    ids, offsets = tokenize(tokenizer, text)
-    t = ids.shape[1]
+    tokens = tokenize(tokenizer, text)
+    t, offsets = tokens.num_tokens, tokens.offsets
     if t < length_tokens - _SLACK:
         raise AssertionError(f"could not fit the haystack to {length_tokens} tokens (got {t})")
 
