@@ -134,20 +134,8 @@ class Installed:
 
 def _check_call(module, query, key, attention_mask, dropout, kwargs, decoding: bool) -> None:
     name = type(module).__name__
-    if not decoding:
-        if query.shape[2] != key.shape[2]:
-            raise ValueError(
-                f"{name}: {query.shape[2]} queries against {key.shape[2]} keys; a prompt pass runs without a "
-                "KV cache from earlier calls (no past_key_values)"
-            )
-        if attention_mask is not None:
-            raise ValueError(
-                f"{name}: got an explicit attention mask; stream-widgets supports one unpadded causal sequence"
-            )
-    elif attention_mask is not None:
-        visible = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
-        if not bool(visible[..., -1:, : key.shape[2]].all()):
-            raise ValueError("decoding supports one unpadded sequence (the attention mask hides keys)")
+    # What the model computes differently from plain causal softmax comes first: its own mask says the
+    # same thing less clearly (a sliding window arrives as an explicit mask).
     window = kwargs.get("sliding_window")
     if window and key.shape[2] > window:
         raise ValueError(
@@ -158,6 +146,21 @@ def _check_call(module, query, key, attention_mask, dropout, kwargs, decoding: b
         raise ValueError(f"{name} soft-caps attention logits or uses learned sinks; this cannot be modelled")
     if dropout and module.training:
         raise ValueError(f"{name} is in training mode with attention dropout; call model.eval() first")
+    if not decoding:
+        if query.shape[2] != key.shape[2]:
+            raise ValueError(
+                f"{name}: {query.shape[2]} queries against {key.shape[2]} keys; a prompt pass runs without a "
+                "KV cache from earlier calls (no past_key_values)"
+            )
+        if attention_mask is not None:
+            raise ValueError(
+                f"{name}: got an explicit attention mask (padding?); stream-widgets supports one unpadded "
+                "causal sequence: pass the text alone, without an attention_mask that hides tokens"
+            )
+    elif attention_mask is not None:
+        visible = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
+        if not bool(visible[..., -1:, : key.shape[2]].all()):
+            raise ValueError("decoding supports one unpadded sequence (the attention mask hides keys)")
 
 
 def _ended(module, *args, **kwargs):
@@ -192,6 +195,7 @@ def install_attention(model, fn: AttentionFunction, *, decoding: bool = False) -
             "a stream-widgets attention pass is already running in this model; they cannot nest"
         )
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     installed = Installed(model)
 
@@ -208,6 +212,9 @@ def install_attention(model, fn: AttentionFunction, *, decoding: bool = False) -
 
     name = f"{_PREFIX}_{next(_names)}"
     AttentionInterface.register(name, attention)
+    # transformers hands a custom implementation no mask unless one is registered for its name: then a
+    # padded input would pass unchecked. SDPA's mask builder gives None for one plain causal sequence.
+    AttentionMaskInterface.register(name, sdpa_mask)
     model.set_attn_implementation(name)
     try:
         yield installed

@@ -1,17 +1,9 @@
-"""The tracer: chunked masked attention against dense references, tiny and real models, Trace files."""
+"""The tracer: observe and sparse passes on tiny and real models against eager attention, Trace files."""
 
 import pytest
 import torch
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import estimate_mask
-from stream_widgets.sparse_attention import (
-    _chunked_attention,
-    dense_attention,
-    masked_chunks,
-    reference_attention,
-    sparse_attention,
-)
 from stream_widgets.tokens import tokenize
 from stream_widgets.tracer import stream_attention, trace
 from stream_widgets.traces import Trace
@@ -19,61 +11,6 @@ from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
 
 SMALL = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
 KEEP_ALL = StreamConfig(q_block=8, k_block=4, top_k=64, sink=4, window=8)  # >= all blocks of TEXT
-
-
-def _qkv(t=45, heads=6, kv_heads=2, d=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(1, heads, t, d, generator=g) * 2
-    k = torch.randn(1, kv_heads, t, d, generator=g) * 2
-    v = torch.randn(1, kv_heads, t, d, generator=g)
-    return q, k, v
-
-
-# ----------------------------------------------------------------- chunked attention vs references
-def test_dense_attention_and_lse_match_reference():
-    q, k, v = _qkv()
-    out, lse, _ = reference_attention(q, k, v, 0.25)
-    for got_out, got_lse in (
-        dense_attention(q, k, v, 0.25),
-        _chunked_attention(
-            q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), 0.25, max_chunk_bytes=4096
-        ),
-    ):
-        torch.testing.assert_close(got_out, out, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(got_lse, lse, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("chunk_bytes", [1, 2**26])
-def test_masked_probabilities_match_dense_at_kept_entries(chunk_bytes):
-    q, k, v = _qkv()
-    mask = estimate_mask(q, k, SMALL)
-    _, lse, probs = reference_attention(q, k, v, 0.25)
-    keep = mask.to_dense()
-    got = torch.zeros(1, 6, mask.num_q_blocks * 8, 46)
-    lse_rows = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * 8 - 45)).view(1, 6, -1, 8)
-    for chunk in masked_chunks(q, k, mask, 0.25, max_chunk_bytes=chunk_bytes):
-        p = torch.exp(chunk.logits - lse_rows[:, :, chunk.rows, :, None])
-        assert not p[:, :, chunk.query_pos >= 45].any()  # padding query rows see nothing
-        for n, row in enumerate(range(chunk.rows.start, chunk.rows.stop)):
-            cols = torch.where(chunk.key_pos[:, :, n] < 45, chunk.key_pos[:, :, n], 45)
-            got[:, :, row * 8 : row * 8 + 8].scatter_add_(
-                -1, cols[:, :, None, :].expand(-1, -1, 8, -1), p[:, :, n]
-            )
-    got = got[:, :, :45, :45]
-    torch.testing.assert_close(got, torch.where(keep, probs, 0.0), atol=1e-6, rtol=1e-5)
-    assert 0.0 < mask.sparsity().item() < 1.0
-
-
-def test_sparse_attention_matches_masked_reference():
-    q, k, v = _qkv(t=37)
-    mask = estimate_mask(q, k, SMALL)
-    ref_out, _, _ = reference_attention(q, k, v, 0.25, keep=mask.to_dense())
-    out = torch.zeros(1, 6, mask.num_q_blocks, 8, 16)
-    for chunk, probs, chunk_out in sparse_attention(q, k, v, mask, 0.25, max_chunk_bytes=1):
-        out[:, :, chunk.rows] = chunk_out
-        sums = probs.sum(-1)[:, :, chunk.query_pos < 37]
-        torch.testing.assert_close(sums, torch.ones_like(sums))
-    torch.testing.assert_close(out.reshape(1, 6, -1, 16)[:, :, :37], ref_out, atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------- tiny random models
@@ -255,9 +192,7 @@ def test_real_observe_is_exact(default_model):
 
 
 @pytest.mark.slow
-def test_real_sparse_keep_all_equals_dense_and_fidelity(default_model):
-    from stream_widgets.faithfulness import fidelity
-
+def test_real_sparse_keep_all_equals_dense(default_model):
     model, tokenizer = default_model
     ids = tokenize(tokenizer, REAL_TEXT).input_ids
     keep_all = StreamConfig(q_block=16, k_block=16, top_k=64, sink=16, window=32)
@@ -266,12 +201,6 @@ def test_real_sparse_keep_all_equals_dense_and_fidelity(default_model):
         with stream_attention(model, keep_all, "sparse"):
             sparse = model(ids, use_cache=False).logits
     assert (sparse - dense).abs().max().item() <= 1e-4
-    report = fidelity(model, tokenizer, REAL_TEXT, REAL)
-    assert report.num_positions > 80
-    assert report.p95_kl >= 0.0 and report.final_kl >= 0.0
-    assert 0.1 < report.sparsity < 0.95
-    assert 0.5 < report.top1_agreement <= 1.0 and report.mean_kl >= 0.0
-    assert 0.5 < report.retained_mass < 1.0
 
 
 def test_empty_or_non_text_input_is_refused(tiny):
