@@ -1,4 +1,4 @@
-"""Tests for `stream_widgets.sentences` and the bundled-trace loader."""
+"""Tests for `stream_widgets.sentences` (both rule sets) and the bundled-trace loader."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ from hypothesis import strategies as st
 
 from stream_widgets import data as bundled
 from stream_widgets.data import list_bundled_traces, load_bundled_trace
-from stream_widgets.sentences import Sentence, split_sentences, think_region, token_spans
+from stream_widgets.sentences import (
+    DEFAULT_SENTENCE_RULES,
+    MIN_SENTENCE_CHARS,
+    SENTENCE_RULES,
+    Sentence,
+    split_sentences,
+    think_region,
+    token_spans,
+)
 
 MATH_TRACES = [name for name in list_bundled_traces() if "/problem_" in name]
+DEMO_TRACE = "deepseek-r1-distill-qwen-14b/correct_base_solution/problem_2189"
 
 
 def _squash(text: str) -> str:
@@ -28,15 +37,16 @@ def test_bundled_traces_found():
 @pytest.mark.parametrize("name", MATH_TRACES)
 def test_reproduces_thought_anchors_chunks(name):
     trace = load_bundled_trace(name)
-    sentences = split_sentences(trace.full_cot)
+    sentences = split_sentences(trace.full_cot, rules="thought-anchors")
     assert [_squash(s.text) for s in sentences] == [_squash(c) for c in trace.chunks]
     for s in sentences:
         assert trace.full_cot[s.char_start : s.char_end] == s.text
 
 
-def test_reference_example():
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_reference_example(rules):
     text = "Prompt <think>\nOk. So we have x.\n\nWait, is it 2? Yes! Done</think> answer"
-    sentences = split_sentences(text)
+    sentences = split_sentences(text, rules)
     # "Ok." (3 chars) merges into the next piece; "Yes!" merges into "Done" -> "Yes! Done" (9) is
     # last and short, so it merges into the previous one.
     assert [s.text for s in sentences] == ["Ok. So we have x.", "Wait, is it 2? Yes! Done"]
@@ -44,34 +54,47 @@ def test_reference_example():
     assert all(text[s.char_start : s.char_end] == s.text for s in sentences)
 
 
-def test_blank_line_and_punctuation_rules():
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_blank_line_and_punctuation_rules(rules):
     text = "First line without stop\n\nSecond sentence here.Third one stays glued?\nFourth piece here"
-    assert [s.text for s in split_sentences(text)] == [
+    assert [s.text for s in split_sentences(text, rules)] == [
         "First line without stop",
         "Second sentence here.Third one stays glued?",
         "Fourth piece here",
     ]
 
 
-def test_no_think_tag_and_unclosed_think():
-    assert split_sentences("Plain text. No tags at all.")[1].text == "No tags at all."
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_no_think_tag_and_unclosed_think(rules):
+    assert split_sentences("Plain text. No tags at all.", rules)[1].text == "No tags at all."
     text = "p <think> Reasoning goes on. And never closes"
-    assert [s.text for s in split_sentences(text)] == ["Reasoning goes on.", "And never closes"]
+    assert [s.text for s in split_sentences(text, rules)] == ["Reasoning goes on.", "And never closes"]
 
 
-def test_empty_and_blank_give_nothing():
-    assert split_sentences("") == []
-    assert split_sentences("  \n\n ") == []
-    assert split_sentences("prompt <think>\n\n</think> answer") == []
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_empty_and_blank_give_nothing(rules):
+    assert split_sentences("", rules) == []
+    assert split_sentences("  \n\n ", rules) == []
+    assert split_sentences("prompt <think>\n\n</think> answer", rules) == []
 
 
-def test_lone_short_sentence_kept():
-    assert [s.text for s in split_sentences("Hi.")] == ["Hi."]
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_lone_short_sentence_kept(rules):
+    assert [s.text for s in split_sentences("Hi.", rules)] == ["Hi."]
 
 
 def test_non_str_raises_value_error():
     with pytest.raises(ValueError, match="expects a str"):
         split_sentences(b"bytes")  # type: ignore[arg-type]
+
+
+def test_rule_set_names():
+    assert SENTENCE_RULES == ("default", "thought-anchors")
+    assert DEFAULT_SENTENCE_RULES == "default"
+    text = "The total is 9! / (5! * 2! * 2! * 1!) arrangements."
+    assert split_sentences(text) == split_sentences(text, rules="default")
+    with pytest.raises(ValueError, match="unknown sentence rules 'ta'; choose one of default, thought-anchors"):
+        split_sentences(text, rules="ta")
 
 
 def test_think_region_strips():
@@ -80,9 +103,10 @@ def test_think_region_strips():
     assert text[start:end] == "body"
 
 
-def test_long_input_is_fast_and_covers_text():
+@pytest.mark.parametrize("rules", SENTENCE_RULES)
+def test_long_input_is_fast_and_covers_text(rules):
     text = "This is one sentence of a long trace. " * 3000  # ~114k characters
-    sentences = split_sentences(text)
+    sentences = split_sentences(text, rules)
     assert len(sentences) == 3000
     assert sentences[-1].char_end == len(text.rstrip())
 
@@ -90,7 +114,7 @@ def test_long_input_is_fast_and_covers_text():
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab .?!\n\t\u00e9\u4e2d")), max_size=200))
 def test_properties(text):
-    sentences = split_sentences(text)
+    sentences = split_sentences(text, rules="thought-anchors")
     previous_end = 0
     for i, s in enumerate(sentences):
         assert s.index == i
