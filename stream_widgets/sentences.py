@@ -48,9 +48,11 @@ Thought Anchors cut positions, so every default sentence is a union of consecuti
 always a boundary of the merged Thought Anchors *chunks* (step 3 output): in `We have 5! = 120. Then we
 stop.` the Thought Anchors rules cut after `5!` and merge the short piece `= 120.` forward
 (`We have 5!` | `= 120. Then we stop.`), while the default rules give `We have 5! = 120.` |
-`Then we stop.` (22 of the 4,192 default boundaries of the 33 bundled traces are of this kind). Labels of
-the chunks therefore carry over by character overlap (`stream_widgets.data.BundledTrace.labels_for`),
-not by index.
+`Then we stop.` (22 of the 4,192 default boundaries of the 33 bundled traces are of this kind). For the
+same reason a default split can, in contrived texts, have more sentences than the Thought Anchors one (a
+dropped cut can keep a short piece from merging); on the bundled traces it has 4,225 against 4,485, and
+fewer or as many in every trace. Labels of the chunks therefore carry over by character overlap
+(`stream_widgets.data.BundledTrace.labels_for`), not by index.
 
 Every `Sentence` keeps its character span in the **original** string passed in (half-open); a merged
 sentence spans all its pieces, so its `text` is the original slice, which differs from the Thought Anchors
