@@ -1,7 +1,7 @@
 """Thought anchors from Stream vs dense attention, and against the black-box importance of the bundled traces.
 
 For each bundled trace (in `list_bundled_traces()` order, until the time budget runs out), cut to a fixed
-token budget at a sentence end (`truncate_to_tokens`, so its sentences are the first labelled chunks):
+token budget at a sentence end (`truncate_to_tokens`):
 
 1. trace it with Stream (default `StreamConfig`, observe mode) and run the dense reference
    (`dense_sentence_attention`) on the same text, with the default model (SmolLM2-135M-Instruct);
@@ -12,6 +12,11 @@ token budget at a sentence end (`truncate_to_tokens`, so its sentences are the f
 4. against `chunks_labeled.json`: Spearman of anchor scores with each black-box importance column per
    trace (sentences where both are defined), averaged over traces; the share of top-5 anchors that lie
    in the last 30% of their trace; the mean anchor score per function tag.
+
+The traced sentences follow the default `split_sentences` rules (no cut inside formulas), which merge
+some of the labelled Thought Anchors chunks; each sentence's function tag and importance come from
+`BundledTrace.labels_for` (character overlap: the tag of the chunk sharing the most characters, the
+overlap-weighted mean of each importance column), never from the chunk at the same index.
 
 Usage: ``python benchmarks/anchors.py [--tokens 1024] [--budget-s 600] [--threads 2] [--top-k K] [--out PATH]``.
 Prints tables and writes `benchmarks/results/anchors.json` (or `--out`); ``--top-k`` runs a sparser mask
@@ -75,11 +80,12 @@ def collect(tokens: int, budget_s: float, config: StreamConfig) -> list[dict]:
             break
         bundled = load_bundled_trace(name)
         if not bundled.is_math:
-            print(f"skip {name}: its chunks do not follow split_sentences")
+            print(f"skip {name}: a scenario, not a math problem")
             continue
-        text = truncate_to_tokens(tokenizer, bundled.full_cot, tokens)
+        text = truncate_to_tokens(tokenizer, bundled.full_cot, tokens)  # a prefix of full_cot
         traced = trace(model, tokenizer, text, config, progress=False)
         s = len(traced.sentences)
+        labels = bundled.labels_for(traced.sentences)
         cases.append(
             {
                 "name": name,
@@ -89,8 +95,8 @@ def collect(tokens: int, budget_s: float, config: StreamConfig) -> list[dict]:
                 "retained_mass": float(traced.retained_mass.mean()),
                 "stream": sentence_attention(traced),
                 "dense": dense_sentence_attention(model, tokenizer, text),
-                "tags": bundled.labels[:s],
-                "importance": {c: np.array(bundled.importance[c][:s]) for c in COLUMNS},
+                "tags": list(labels.function_tags),
+                "importance": {c: np.array(labels.importance[c]) for c in COLUMNS},
             }
         )
         print(

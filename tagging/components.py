@@ -3,7 +3,8 @@
 Both are registered with `Language.factory` when this module is imported, and declared as entry points
 (`spacy_factories` in `pyproject.toml`), so `spacy.load` of a saved pipeline finds them.
 
-- `cot_chunker` assigns `doc.spans["cot"]` (the `split_sentences` sentences, in order), `Token.is_sent_start`
+- `cot_chunker` assigns `doc.spans["cot"]` (the `split_sentences` sentences, in order, by the rule set of
+  its `rules` setting: `"default"` unless configured otherwise), `Token.is_sent_start`
   (so `doc.sents` follows the same boundaries; text outside the `<think>` region forms sentences of its
   own there, but never enters `doc.spans["cot"]`), and `Span._.cot_sentence` (the `Sentence`, with the
   exact character span).
@@ -22,7 +23,13 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
-from stream_widgets.sentences import Sentence, split_sentences, token_spans
+from stream_widgets.sentences import (
+    DEFAULT_SENTENCE_RULES,
+    SENTENCE_RULES,
+    Sentence,
+    split_sentences,
+    token_spans,
+)
 from tagging.classifier import FunctionTagClassifier
 from tagging.errors import Errors, TaggingError
 from tagging.tags import FUNCTION_TAGS, UNKNOWN_TAG
@@ -48,18 +55,35 @@ if not Span.has_extension("cot_sentence"):
 
 
 class CotChunker:
-    """Splits a doc into CoT sentences (SPEC section 3) as spans and sentence boundaries."""
+    """Splits a doc into CoT sentences (SPEC section 3) as spans and sentence boundaries.
 
-    def __init__(self, nlp: Language, name: str = "cot_chunker", spans_key: str = "cot") -> None:
+    Config:
+        spans_key: Where the sentences go (`doc.spans[spans_key]`), default `"cot"`.
+        rules: The `split_sentences` rule set, one of `SENTENCE_RULES`: `"default"` (no cut inside
+            formulas) or `"thought-anchors"` (the chunks of the labelled data).
+    """
+
+    def __init__(
+        self,
+        nlp: Language,
+        name: str = "cot_chunker",
+        spans_key: str = "cot",
+        rules: str = DEFAULT_SENTENCE_RULES,
+    ) -> None:
         if not spans_key:
             raise TaggingError(
                 Errors.E005.format(name="spans_key", value=spans_key, allowed="a non-empty str")
             )
+        if rules not in SENTENCE_RULES:
+            raise TaggingError(
+                Errors.E005.format(name="rules", value=rules, allowed=f"one of {', '.join(SENTENCE_RULES)}")
+            )
         self.name = name
         self.spans_key = spans_key
+        self.rules = rules
 
     def __call__(self, doc: Doc) -> Doc:
-        sentences = split_sentences(doc.text)
+        sentences = split_sentences(doc.text, rules=self.rules)
         offsets = [(token.idx, token.idx + len(token)) for token in doc]
         spanned = token_spans(sentences, offsets, doc.text)
         # one vectorised write: setting Token.is_sent_start token by token is quadratic in spaCy
@@ -84,11 +108,11 @@ class CotChunker:
 @Language.factory(
     "cot_chunker",
     assigns=["doc.spans", "token.is_sent_start", "span._.cot_sentence"],
-    default_config={"spans_key": "cot"},
+    default_config={"spans_key": "cot", "rules": DEFAULT_SENTENCE_RULES},
 )
-def make_cot_chunker(nlp: Language, name: str, spans_key: str) -> CotChunker:
+def make_cot_chunker(nlp: Language, name: str, spans_key: str, rules: str) -> CotChunker:
     """Factory of `CotChunker`."""
-    return CotChunker(nlp, name, spans_key)
+    return CotChunker(nlp, name, spans_key, rules)
 
 
 def _sentence_texts(doc: Doc, spans_key: str) -> list[str]:

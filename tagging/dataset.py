@@ -1,8 +1,10 @@
 """The labelled training data: the bundled Thought Anchors math traces, sentence by sentence.
 
-Sentences come from `split_sentences(full_cot)`, the segmentation used at inference time, which
-reproduces the labelled chunks (whitespace aside); the label of a sentence is its chunk's **first**
-function tag. The scenario traces (another splitter, another domain) are left out.
+Sentences come from `split_sentences(full_cot, rules="thought-anchors")`, which reproduces the labelled
+chunks exactly (whitespace aside), so every sentence carries its own GPT-4o label: the chunk's **first**
+function tag. (The shipped pipeline splits by the `"default"` rules at inference time, whose sentences
+are unions of these pieces: see `stream_widgets.sentences`.) The scenario traces (another splitter,
+another domain) are left out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from dataclasses import dataclass
 from stream_widgets.data import list_bundled_traces, load_bundled_trace
 from stream_widgets.sentences import split_sentences
 
-__all__ = ["LabelledTrace", "labelled_traces"]
+TRAINING_SENTENCE_RULES = "thought-anchors"
+"""The `split_sentences` rule set of the training and evaluation data: the labelled chunks themselves."""
+
+__all__ = ["TRAINING_SENTENCE_RULES", "LabelledTrace", "labelled_traces"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ def labelled_traces() -> list[LabelledTrace]:
         trace = load_bundled_trace(name)
         if not trace.is_math:
             continue
-        sentences = tuple(s.text for s in split_sentences(trace.full_cot))
+        sentences = tuple(s.text for s in split_sentences(trace.full_cot, rules=TRAINING_SENTENCE_RULES))
         assert len(sentences) == len(trace.chunks), name  # guaranteed by tests/test_sentences.py
         out.append(LabelledTrace(name, trace.problem_id, sentences, tuple(trace.labels)))
     return out

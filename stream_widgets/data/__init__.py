@@ -4,19 +4,37 @@ Each trace directory holds `base_solution.json` (the prompt and the full chain o
 and `chunks_labeled.json` (one record per chunk: its text, its GPT-4o function tags and black-box
 importance measures). Names are paths relative to `thought_anchors/`, e.g.
 `"deepseek-r1-distill-llama-8b/correct_base_solution/problem_1591"`.
+
+The chunks are the sentences of `split_sentences(full_cot, rules="thought-anchors")` (math traces), which
+is not the default segmentation. `BundledTrace.labels_for` carries the chunk labels over to any sentences
+of `full_cot` (the default ones, or those of a prefix of it) by character overlap:
+
+- a sentence's function tag is that of the chunk it shares the most characters with (ties: the earlier
+  chunk);
+- each importance score is the mean over the chunks it overlaps, weighted by the number of shared
+  characters, over the chunks where the score is defined (NaN only if it is NaN for all of them);
+- a sentence that overlaps no chunk gets `"unknown"` and NaN.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stream_widgets.sentences import Sentence
 
 __all__ = [
     "IMPORTANCE_COLUMNS",
     "TRACES_DIR",
     "BundledTrace",
+    "SentenceLabels",
     "list_bundled_traces",
     "load_bundled_trace",
 ]
@@ -39,6 +57,23 @@ IMPORTANCE_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class SentenceLabels:
+    """Bundled labels carried over to a list of sentences (`BundledTrace.labels_for`).
+
+    Attributes:
+        function_tags: `[S]` function tag per sentence: the first tag of the chunk with the largest
+            character overlap (ties: the earlier chunk); `"unknown"` where no chunk overlaps.
+        importance: Column name (`IMPORTANCE_COLUMNS`) -> `[S]` floats: the overlap-weighted mean over
+            the overlapping chunks where the column is defined; NaN where none is.
+        chunk_index: `[S]` index of the chunk each tag came from (-1 where no chunk overlaps).
+    """
+
+    function_tags: tuple[str, ...]
+    importance: dict[str, tuple[float, ...]] = field(hash=False)
+    chunk_index: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class BundledTrace:
     """One labelled trace.
 
@@ -47,7 +82,8 @@ class BundledTrace:
             e.g. `"deepseek-r1-distill-qwen-14b/correct_base_solution/problem_330"`.
         model: The model that wrote it (first path part).
         problem_id: Last path part (`"problem_330"`, `"scenario_0"`); traces of one problem share it.
-        is_math: True for the math problems (chunked by `split_sentences`'s rules), False for scenarios.
+        is_math: True for the math problems (chunked by `split_sentences(..., rules="thought-anchors")`),
+            False for scenarios.
         full_cot: Prompt plus `<think>` reasoning, the input of `split_sentences`.
         chunks: `[S]` chunk texts as labelled.
         function_tags: `[S]` tuples of function tags (every bundled chunk has exactly one).
@@ -68,8 +104,95 @@ class BundledTrace:
         """First function tag of every chunk (`"unknown"` when a chunk has none)."""
         return [tags[0] if tags else "unknown" for tags in self.function_tags]
 
+    @cached_property
+    def chunk_spans(self) -> tuple[tuple[int, int], ...]:
+        """`[S]` half-open character spans of the chunks in `full_cot`.
+
+        Math traces: the spans of `split_sentences(full_cot, rules="thought-anchors")`, which match the
+        chunks 1:1 (whitespace aside). Scenario traces (chunked by another splitter): each chunk found
+        verbatim in `full_cot`, in order.
+
+        Raises:
+            ValueError: If a scenario chunk is not found verbatim after the previous one.
+        """
+        from stream_widgets.sentences import split_sentences
+
+        if self.is_math:
+            sentences = split_sentences(self.full_cot, rules="thought-anchors")
+            assert [_squash(s.text) for s in sentences] == [_squash(c) for c in self.chunks], self.name
+            return tuple((s.char_start, s.char_end) for s in sentences)
+        spans, position = [], 0
+        for i, chunk in enumerate(self.chunks):
+            start = self.full_cot.find(chunk, position)
+            if start < 0:
+                raise ValueError(f"{self.name}: chunk {i} is not in full_cot after character {position}")
+            position = start + len(chunk)
+            spans.append((start, position))
+        return tuple(spans)
+
+    def labels_for(self, sentences: Sequence[Sentence]) -> SentenceLabels:
+        """Carry the chunk labels over to `sentences` by character overlap (rule in the module docstring).
+
+        Args:
+            sentences: Sentences whose spans index `full_cot`: `split_sentences(trace.full_cot)` with any
+                rules, those of a prefix of it (`truncate_to_tokens`), or a `Trace`'s `sentences`.
+
+        Returns:
+            `SentenceLabels` with one entry per sentence; O(S + chunks) after the first call.
+
+        Raises:
+            ValueError: If a sentence's text is not `full_cot[char_start:char_end]`.
+        """
+        spans = self.chunk_spans
+        starts = [start for start, _ in spans]
+        tags, index = [], []
+        importance: dict[str, list[float]] = {column: [] for column in self.importance}
+        for sentence in sentences:
+            if self.full_cot[sentence.char_start : sentence.char_end] != sentence.text:
+                raise ValueError(
+                    f"sentence {sentence.index} is not a span of {self.name}'s full_cot; split "
+                    "trace.full_cot (or a prefix of it) to get sentences whose labels can be looked up"
+                )
+            overlaps = []  # (chunk, shared characters)
+            k = max(bisect.bisect_right(starts, sentence.char_start) - 1, 0)
+            while k < len(spans) and spans[k][0] < sentence.char_end:
+                shared = min(spans[k][1], sentence.char_end) - max(spans[k][0], sentence.char_start)
+                if shared > 0:
+                    overlaps.append((k, shared))
+                k += 1
+            if not overlaps:
+                tags.append("unknown")
+                index.append(-1)
+                for values in importance.values():
+                    values.append(math.nan)
+                continue
+            best = max(overlaps, key=lambda pair: pair[1])[0]  # max keeps the first of equal overlaps
+            tags.append(self.labels[best])
+            index.append(best)
+            for column, values in importance.items():
+                values.append(_weighted_mean(self.importance[column], overlaps))
+        return SentenceLabels(
+            function_tags=tuple(tags),
+            importance={column: tuple(values) for column, values in importance.items()},
+            chunk_index=tuple(index),
+        )
+
     def __repr__(self) -> str:
         return f"BundledTrace({self.name!r}, chunks={len(self.chunks)}, chars={len(self.full_cot)})"
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _weighted_mean(column: Sequence[float], overlaps: list[tuple[int, int]]) -> float:
+    """Mean of `column[k]` weighted by the shared characters, over the chunks where it is not NaN."""
+    defined = [(column[k], shared) for k, shared in overlaps if not math.isnan(column[k])]
+    if not defined:
+        return math.nan
+    if len(defined) == 1:
+        return defined[0][0]  # exact, so that labels_for of the chunks themselves is the identity
+    return sum(value * shared for value, shared in defined) / sum(shared for _, shared in defined)
 
 
 @cache

@@ -131,3 +131,46 @@ def test_robust_inputs(toy_nlp, text):
 @given(st.text(alphabet=st.sampled_from(list("ab .?!\n\u00e9\u4e2d<>/think")), max_size=150))
 def test_never_crashes(toy_nlp, text):
     _check_doc(toy_nlp(text))
+
+
+FORMULA = "<think>The total is 9! / (5! * 2! * 2! * 1!) arrangements. Then we divide.</think>"
+
+
+def _chunker_texts(rules: str | None) -> list[str]:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("cot_chunker", config={} if rules is None else {"rules": rules})
+    doc = nlp(FORMULA)
+    return [span._.cot_sentence.text for span in doc.spans["cot"]]
+
+
+def test_chunker_rules_setting():
+    from tagging import components  # noqa: F401  (registers the factories)
+
+    default = ["The total is 9! / (5! * 2! * 2! * 1!) arrangements.", "Then we divide."]
+    assert _chunker_texts(None) == default == _chunker_texts("default")
+    assert (
+        _chunker_texts("thought-anchors")
+        == [s.text for s in split_sentences(FORMULA, rules="thought-anchors")]
+        != default
+    )
+
+
+def test_bad_chunker_rules_errors():
+    from tagging import components  # noqa: F401
+
+    nlp = spacy.blank("en")
+    with pytest.raises(TaggingError, match="E005.*rules"):
+        nlp.add_pipe("cot_chunker", config={"rules": "spacy"})
+
+
+def test_config_saved_without_rules_loads_the_default(toy_nlp, tmp_path):
+    """Pipelines saved before the `rules` setting existed get the default rule set."""
+    toy_nlp.to_disk(tmp_path / "pipeline")
+    config = tmp_path / "pipeline" / "config.cfg"
+    lines = config.read_text(encoding="utf-8").splitlines()
+    assert 'rules = "default"' in lines
+    config.write_text("\n".join(line for line in lines if not line.startswith("rules =")), encoding="utf-8")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("cot_chunker").rules == "default"
+    doc = loaded(FORMULA)
+    assert doc.spans["cot"][0]._.cot_sentence.text.endswith("arrangements.")

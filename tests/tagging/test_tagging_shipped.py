@@ -43,3 +43,20 @@ def test_a_cross_validation_fold_matches_docs():
     assert np.mean([g == p for g, p in zip(gold, predicted, strict=True)]) == pytest.approx(
         fold["accuracy"], abs=0.005
     )
+
+
+@pytest.mark.slow
+def test_shipped_pipeline_splits_by_the_default_rules():
+    import tagging
+    from tagging.dataset import TRAINING_SENTENCE_RULES, labelled_traces
+
+    nlp = tagging.load()
+    assert nlp.get_pipe("cot_chunker").rules == "default"
+    assert TRAINING_SENTENCE_RULES == "thought-anchors"
+    doc = nlp("<think>The total is 9! / (5! * 2! * 2! * 1!) arrangements. Then we divide.</think>")
+    assert len(doc.spans["cot"]) == 2
+    # the training data are the labelled chunks themselves
+    assert (
+        sum(len(t.sentences) for t in labelled_traces())
+        == json.loads(DOCS.read_text(encoding="utf-8"))["data"]["sentences"]
+    )
