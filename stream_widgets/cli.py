@@ -188,6 +188,7 @@ def _cmd_anchors(args) -> int:
     from stream_widgets.traces import Trace
 
     tags: list[str] | None = None
+    bundled = None
     path = Path(args.source)
     is_file = len(args.source) < 4096 and path.is_file()
     if path.suffix == ".safetensors" and len(args.source) < 4096:
@@ -204,13 +205,15 @@ def _cmd_anchors(args) -> int:
             )
         if not is_file and names:
             bundled = load_bundled_trace(args.source if args.source in names else names[0])
-            text, tags = bundled.full_cot, bundled.labels
+            text = bundled.full_cot
         else:
             text = path.read_text(encoding="utf-8") if is_file else args.source
         model, tokenizer = load_model(args.model)
         if args.max_tokens is not None:
             text = truncate_to_tokens(tokenizer, text, args.max_tokens)
         result = trace(model, tokenizer, text, progress=True)
+        if bundled is not None:  # the bundled labels, carried over to the traced sentences
+            tags = list(bundled.labels_for(result.sentences).function_tags)
     variant = args.variant or DEFAULT_VARIANT
     heads = min(args.heads, result.num_layers * result.num_heads)
     found = thought_anchors(result, top=args.top, variant=variant, top_heads=heads)
