@@ -1,49 +1,49 @@
-"""Thought anchors: sentence x sentence attention, vertical scores, receiver heads and anchor scores.
+"""Thought anchors: the sentences later reasoning keeps attending to, with the evidence to check each one.
 
-The pipeline of SPEC section 3 (after Bogdan et al., "Thought Anchors", arXiv 2506.19143), on the
-sentence-level sums a Stream trace records, never on token x token weights:
+The pipeline (after Bogdan et al., "Thought Anchors", arXiv 2506.19143), on a Stream trace's sentence
+sums, never on token x token weights:
 
-1. `sentence_attention`: ``[L, H, S, S]`` mean token attention from sentence i to sentence j (pruned
-   entries count as 0), from the trace's summed attention divided by token counts: O(L H S^2).
-2. `vertical_scores`: per (layer, head), how much later sentences look back at sentence j: the mean of
-   column j over the rows i >= j + `proximity_ignore`. Three variants (`VARIANTS`):
+1. `sentence_attention` and `vertical_scores` (`stream_widgets.vertical`): how much the sentences well
+   after sentence j attend to it, per (layer, head), in one of three `VARIANTS`.
+2. Receiver heads (`stream_widgets.receivers`): the heads whose vertical scores are most heavy-tailed.
+   By default the heads found across a corpus of traces of the same model (shipped for the default
+   SmolLM2-135M and the opt-in Qwen2.5-Coder-0.5B, `receivers.corpus_heads`), else the trace's own.
+3. `anchor_scores`: the mean vertical score over the receiver heads; `thought_anchors`: the top sentences,
+   each an `Anchor` carrying its evidence (`anchor_evidence`): a position-only baseline (earlier
+   sentences first), the attention-suppression importance when one is given (`stream_widgets.suppression`),
+   and any black-box importance the input carries (e.g. the bundled traces' resampling scores).
 
-   * ``"raw"``: the cells as they are (the Thought Anchors definition).
-   * ``"depth"``: every row replaced by its within-row ranks divided by the row's number of cells
-     (the Thought Anchors ``control_depth`` option), so rows of different scales weigh the same.
-   * ``"distance"``: every cell divided by that head's mean attention at the same sentence distance
-     ``i - j`` (beyond the original), so a head's recency profile no longer favours late sentences.
+Which variant and settings agree best with causal importance is measured by `benchmarks/anchors.py`
+(docs/anchors.md); `DEFAULT_VARIANT` and `DEFAULT_MIN_LATER` follow it, and Thought Anchors' own
+settings stay available (``variant="raw"`` or ``"depth"``, ``min_later=1``).
 
-   `min_later` sets how many rows (later sentences) a sentence needs to get a score at all; those with
-   fewer get NaN and never rank as anchors.
-3. `receiver_heads`: the (layer, head) pairs whose vertical-score vectors are most heavy-tailed, by
-   Fisher kurtosis over sentences, averaged over the traces given (default 20 heads).
-4. `anchor_scores`: the mean vertical score over the receiver heads; `thought_anchors`: the top
-   sentences by that score, with their text and spans.
-
-Default variant: ``"distance"`` with ``min_later=4``, chosen from `benchmarks/anchors.py` (figures in
-`docs/benchmarks.md`, "Thought anchors"): on 6 bundled traces cut to ~1k tokens, with SmolLM2-135M, its
-Stream anchor scores had the highest mean per-trace Spearman correlation with the black-box
-`resampling_importance_kl` (0.22; ``"raw"`` 0.18, ``"depth"`` -0.02) and `counterfactual_importance_kl`
-(0.13; ``"raw"`` 0.12, ``"depth"`` 0.05), and the fewest top-5 anchors in the last 30% of the trace (with
-``"raw"``). It is also the variant whose anchors survive pruning best: at 58% sparsity (``top_k=8``)
-its Stream-vs-dense Spearman stayed 0.90 on average, against 0.89 for ``"raw"`` and 0.85 for
-``"depth"``. These correlations with importance are weak and measured on few traces: treat the choice as a mild
-preference, and ``"raw"`` (the Thought Anchors definition) as the baseline to compare against.
-
-Inputs are a `Trace` (with sentence sums) or a ``[L, H, S, S]`` array of sentence means; outputs are
-numpy arrays (float64) so that they go straight to the widgets (`ExploreData`).
+Outputs are numpy arrays (float64) so that they go straight to the views (`ExploreData`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from stream_widgets import receivers
+from stream_widgets.receivers import corpus_heads, head_kurtosis, receiver_heads, trace_kurtosis
 from stream_widgets.sentences import Sentence
+from stream_widgets.vertical import (
+    DEFAULT_MIN_LATER,
+    DEFAULT_VARIANT,
+    PROXIMITY_IGNORE,
+    VARIANTS,
+    Variant,
+    as_matrices,
+    check_count,
+    mean_sentence_attention,
+    sentence_attention,
+    vertical_scores,
+)
 
 if TYPE_CHECKING:
     from stream_widgets.traces import Trace
@@ -51,252 +51,87 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MIN_LATER",
     "DEFAULT_VARIANT",
+    "HEAD_SOURCES",
+    "POSITION_BASELINE",
     "PROXIMITY_IGNORE",
+    "SUPPRESSION_IMPORTANCE",
     "VARIANTS",
     "Anchor",
+    "anchor_evidence",
     "anchor_scores",
+    "choose_heads",
     "head_kurtosis",
     "mean_sentence_attention",
+    "position_baseline",
     "receiver_heads",
     "sentence_attention",
     "thought_anchors",
+    "trace_kurtosis",
     "vertical_scores",
 ]
 
-Variant = Literal["raw", "depth", "distance"]
-VARIANTS: tuple[str, ...] = ("raw", "depth", "distance")
-"""Vertical-score variants; see the module docstring."""
-DEFAULT_VARIANT: Variant = "distance"
-"""The variant used when none is given (chosen from `benchmarks/anchors.py`)."""
-DEFAULT_MIN_LATER = 4
-"""Later sentences (rows) a sentence needs to get a vertical score, by default."""
-PROXIMITY_IGNORE = 4
-"""Rows i < j + 4 are left out of column j's mean, as in the Thought Anchors receiver-head code."""
+HEAD_SOURCES = ("corpus", "trace")
+"""Named choices of receiver heads: the model's shipped corpus heads, or the trace's own."""
+POSITION_BASELINE = "position baseline"
+"""Evidence name of the position-only baseline."""
+SUPPRESSION_IMPORTANCE = "suppression importance"
+"""Evidence name of the attention-suppression importance."""
+
+HeadChoice = Sequence[tuple[int, int]] | Literal["corpus", "trace"] | None
 
 
-# --------------------------------------------------------------------------- sentence x sentence attention
-def mean_sentence_attention(sums, token_counts) -> np.ndarray:
-    """Turn summed sentence attention into means: ``sums[..., i, j] / (n_i * n_j)``.
-
-    Args:
-        sums: ``[..., S, S]`` summed token attention from the tokens of sentence i to those of sentence j
-            (numpy array or tensor).
-        token_counts: ``[S]`` tokens per sentence.
-
-    Returns:
-        float64 ``[..., S, S]``; cells of a sentence without tokens are 0. O(numel) time.
-
-    Raises:
-        ValueError: If the shapes disagree or a count is negative.
-    """
-    sums = _as_numpy(sums)
-    counts = np.asarray(_as_numpy(token_counts), dtype=np.float64)
-    if sums.ndim < 2 or sums.shape[-1] != sums.shape[-2]:
-        raise ValueError(f"sentence sums should be [..., S, S], got shape {sums.shape}")
-    if counts.shape != (sums.shape[-1],):
-        raise ValueError(f"token_counts should be [S] = [{sums.shape[-1]}], got shape {counts.shape}")
-    if (counts < 0).any():
-        raise ValueError("token_counts must be >= 0")
-    pairs = counts[:, None] * counts[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(pairs > 0, sums / np.where(pairs > 0, pairs, 1.0), 0.0)
-
-
-def sentence_attention(trace: Trace) -> np.ndarray:
-    """Mean token attention between sentences, per layer and head, from a Stream trace.
-
-    Cell ``(l, h, i, j)`` is the mean, over all ``n_i * n_j`` (query in sentence i, key in sentence j)
-    pairs, of the attention probability recorded at layer l, head h; pairs the mask pruned count as 0,
-    and so do non-causal pairs (so ``j > i`` cells are 0, and the diagonal holds about half the mass a
-    full block would). In ``observe`` mode these are the model's true probabilities.
-
-    Args:
-        trace: A `Trace` traced with ``sentences=True``.
-
-    Returns:
-        float64 ``[L, H, S, S]``. O(L H S^2) time and memory; nothing T x T.
-
-    Raises:
-        ValueError: If the trace has no sentence sums.
-    """
-    if trace.sentence_attention_sum is None:
-        raise ValueError(
-            "this trace has no sentence attention sums: trace it with sentences=True "
-            "(stream_widgets.tracer.trace(..., sentences=True))"
-        )
-    return mean_sentence_attention(trace.sentence_attention_sum, trace.sentence_token_counts())
-
-
-# --------------------------------------------------------------------------- vertical scores
-def vertical_scores(
-    matrix,
-    proximity_ignore: int = PROXIMITY_IGNORE,
-    control_depth: bool = False,
+def choose_heads(
+    source,
+    receiver_heads: HeadChoice = None,
     *,
-    variant: Variant | None = None,
-    min_later: int = DEFAULT_MIN_LATER,
-) -> np.ndarray:
-    """Vertical score of every sentence: how much the sentences well after it attend to it.
-
-    Score of sentence j = mean of column j of the (transformed) matrix over the rows
-    ``i >= j + proximity_ignore``. The transform is the `variant` (module docstring): ``"raw"`` (none),
-    ``"depth"`` (within-row ranks / row length; ties share their mean rank) or ``"distance"`` (each cell
-    divided by the head's mean attention at the same distance ``i - j``, over the whole causal matrix).
-
-    Args:
-        matrix: ``[..., S, S]`` sentence attention (e.g. ``[S, S]`` or ``[L, H, S, S]``); only the cells
-            with ``i >= j + proximity_ignore`` are read.
-        proximity_ignore: Rows closer than this below the diagonal are left out (>= 1; default 4).
-        control_depth: The Thought Anchors name of ``variant="depth"``; True with another explicit
-            variant is an error.
-        variant: ``"raw"``, ``"depth"`` or ``"distance"``; `DEFAULT_VARIANT` if None (and not
-            `control_depth`).
-        min_later: A sentence needs at least this many rows ``i >= j + proximity_ignore`` (>= 1), else its
-            score is NaN; so the last ``proximity_ignore + min_later - 1`` sentences get NaN.
-
-    Returns:
-        float64 ``[..., S]``, NaN where a sentence has too few later rows. O(numel) time (``"depth"``:
-        O(numel log S) for the sort).
-
-    Raises:
-        ValueError: For a non-square matrix, a bad variant or a bound out of range.
-    """
-    variant = _resolve_variant(variant, control_depth)
-    a = np.asarray(_as_numpy(matrix), dtype=np.float64)
-    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"matrix should be [..., S, S], got shape {a.shape}")
-    _check_int("proximity_ignore", proximity_ignore, 1)
-    _check_int("min_later", min_later, 1)
-    s = a.shape[-1]
-    rows, cols = np.indices((s, s))
-    valid = rows - cols >= proximity_ignore  # [S, S]
-    if variant == "distance":
-        a = a / _distance_profile(a)[..., np.abs(rows - cols)]
-    elif variant == "depth":
-        a = _row_ranks(a, valid)
-    a = np.where(valid, a, 0.0)
-    later = valid.sum(axis=0)  # [S] rows below the band, per column
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scores = a.sum(axis=-2) / later
-    return np.where(later >= min_later, scores, np.nan)
-
-
-def _resolve_variant(variant: str | None, control_depth: bool) -> str:
-    if control_depth:
-        if variant not in (None, "depth"):
-            raise ValueError(f"control_depth=True means variant='depth'; got variant={variant!r} as well")
-        return "depth"
-    variant = DEFAULT_VARIANT if variant is None else variant
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    return variant
-
-
-def _distance_profile(a: np.ndarray) -> np.ndarray:
-    """``[..., S]``: mean of the cells at each distance ``d = i - j >= 0`` (1.0 where that mean is 0).
-
-    Dividing by it makes a head's typical attention at every distance 1, so a cell reads "times the usual
-    attention at that distance". A distance whose mean is 0 has only 0 cells; they stay 0.
-    """
-    s = a.shape[-1]
-    profile = np.stack(
-        [np.diagonal(a, offset=-d, axis1=-2, axis2=-1).mean(axis=-1) for d in range(s)], axis=-1
-    )
-    return np.where(profile > 0, profile, 1.0)
-
-
-def _row_ranks(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Within-row ranks (1..n, ties averaged) of the valid cells, divided by the row's n valid cells."""
-    from scipy.stats import rankdata
-
-    masked = np.where(valid, a, np.nan)
-    ranks = rankdata(masked, axis=-1, nan_policy="omit")  # NaN stays NaN
-    n = valid.sum(axis=-1)  # [S]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(valid, ranks / np.where(n > 0, n, 1)[:, None], 0.0)
-
-
-# --------------------------------------------------------------------------- receiver heads
-def head_kurtosis(
-    inputs,
-    *,
+    top_heads: int = 20,
     variant: Variant | None = None,
     proximity_ignore: int = PROXIMITY_IGNORE,
     min_later: int = DEFAULT_MIN_LATER,
-) -> np.ndarray:
-    """Fisher kurtosis of every head's vertical-score vector, averaged over traces.
+    matrix: np.ndarray | None = None,
+) -> tuple[list[tuple[int, int]], str]:
+    """The receiver heads to average, and where they come from (``"given"``, ``"corpus"`` or ``"trace"``).
 
     Args:
-        inputs: One `Trace` or ``[L, H, S, S]`` sentence-attention array, or a sequence of them (same L
-            and H; S may differ).
+        source: A `Trace` (its `model_id` finds the corpus heads) or an ``[L, H, S, S]`` array.
+        receiver_heads: ``(layer, head)`` pairs; ``"corpus"`` for the shipped heads of the trace's model
+            (an error if there are none); ``"trace"`` for the `top_heads` of this input alone; None for
+            the corpus heads when the model has them, else the trace's own.
+        top_heads: How many heads to take from the corpus or the trace (at most L x H).
         variant, proximity_ignore, min_later: As in `vertical_scores`.
-
-    Returns:
-        float64 ``[L, H]``: ``scipy.stats.kurtosis(scores, fisher=True)`` over the sentences with a score,
-        averaged over the traces where it is defined; NaN where it never is (fewer than 4 scored sentences
-        or a constant vector).
+        matrix: The ``[L, H, S, S]`` array of `source`, when the caller has it already.
     """
-    from scipy.stats import kurtosis
-
-    per_trace = []
-    for matrix in _matrices(inputs):
-        scores = vertical_scores(matrix, proximity_ignore, variant=variant, min_later=min_later)
-        scored = ~np.isnan(scores[0, 0])
-        if scored.sum() < 4:
-            continue  # kurtosis of fewer than 4 values says nothing
-        values = scores[..., scored]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            k = kurtosis(values, axis=-1, fisher=True)
-        # a constant vector has no kurtosis (scipy returns -3 for a zero variance)
-        per_trace.append(np.where(values.std(axis=-1) > 0, k, np.nan))
-    if not per_trace:
-        raise ValueError(
-            "no trace has 4 or more scored sentences: receiver heads need longer traces "
-            f"(more than proximity_ignore + min_later + 2 = {proximity_ignore + min_later + 2} sentences)"
+    variant = variant or DEFAULT_VARIANT
+    if matrix is None:
+        (matrix,) = as_matrices(source, single=True)
+    shape = matrix.shape[:2]
+    count = min(top_heads, shape[0] * shape[1])
+    if receiver_heads is not None and not isinstance(receiver_heads, str):
+        return _check_heads(receiver_heads, shape), "given"
+    if receiver_heads not in (None, *HEAD_SOURCES):
+        raise ValueError(f"receiver_heads must be (layer, head) pairs, None or one of {HEAD_SOURCES}")
+    if receiver_heads != "trace":
+        model = getattr(source, "model_id", None)
+        found = (
+            None
+            if model is None
+            else corpus_heads(model, variant, proximity_ignore=proximity_ignore, min_later=min_later)
         )
-    stacked = np.stack(per_trace)
-    counts = (~np.isnan(stacked)).sum(axis=0)
-    return np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
+        if found is not None and found.kurtosis.shape == shape:
+            return found.heads(count), "corpus"
+        if receiver_heads == "corpus":
+            raise ValueError(
+                f"no corpus receiver heads ship for {model or 'an array input'} with variant={variant!r}, "
+                f"proximity_ignore={proximity_ignore}, min_later={min_later}; use receiver_heads='trace' or "
+                "pool your own with stream_widgets.receivers.receiver_heads over many traces"
+            )
+    kurt = head_kurtosis(matrix, variant=variant, proximity_ignore=proximity_ignore, min_later=min_later)
+    return receivers.top_heads(kurt, count), "trace"
 
 
-def receiver_heads(
-    inputs,
-    top: int = 20,
-    *,
-    variant: Variant | None = None,
-    proximity_ignore: int = PROXIMITY_IGNORE,
-    min_later: int = DEFAULT_MIN_LATER,
-) -> list[tuple[int, int]]:
-    """The `top` heads with the highest mean Fisher kurtosis of their vertical scores.
-
-    Args:
-        inputs: One `Trace` or ``[L, H, S, S]`` array, or a sequence of them: the kurtosis is averaged
-            over all of them (SPEC: pooled over the traces analysed).
-        top: How many heads (1 .. L*H; default 20).
-        variant, proximity_ignore, min_later: As in `vertical_scores`.
-
-    Returns:
-        ``(layer, head)`` pairs, highest kurtosis first (ties: lower layer, then lower head, first); heads
-        without a kurtosis come last.
-    """
-    kurt = head_kurtosis(inputs, variant=variant, proximity_ignore=proximity_ignore, min_later=min_later)
-    _check_int("top", top, 1)
-    if top > kurt.size:
-        raise ValueError(
-            f"top={top} but there are only {kurt.size} heads ({kurt.shape[0]} layers x {kurt.shape[1]})"
-        )
-    key = np.where(np.isnan(kurt), -np.inf, kurt).ravel()
-    order = np.lexsort((np.arange(key.size), -key))[:top]  # stable: ties by flat index
-    return [(int(i // kurt.shape[1]), int(i % kurt.shape[1])) for i in order]
-
-
-_pick_receiver_heads = receiver_heads  # `anchor_scores` takes an argument of the same name
-
-
-# --------------------------------------------------------------------------- anchors
 def anchor_scores(
     inputs,
-    receiver_heads: Sequence[tuple[int, int]] | None = None,
+    receiver_heads: HeadChoice = None,
     *,
     top_heads: int = 20,
     variant: Variant | None = None,
@@ -307,42 +142,88 @@ def anchor_scores(
 
     Args:
         inputs: A `Trace` or an ``[L, H, S, S]`` sentence-attention array.
-        receiver_heads: ``(layer, head)`` pairs (e.g. from `receiver_heads` over many traces); if None,
-            the `top_heads` receiver heads of this input alone.
-        top_heads: Receiver heads to pick when `receiver_heads` is None (all heads if the model has
-            fewer).
+        receiver_heads: As in `choose_heads` (pairs, ``"corpus"``, ``"trace"`` or None).
+        top_heads: Receiver heads to take when they are not given (all heads if the model has fewer).
         variant, proximity_ignore, min_later: As in `vertical_scores`.
 
     Returns:
         float64 ``[S]``, NaN for the sentences without a vertical score (the last few).
     """
-    (matrix,) = _matrices(inputs, single=True)
+    (matrix,) = as_matrices(inputs, single=True)
     kwargs = {"variant": variant, "proximity_ignore": proximity_ignore, "min_later": min_later}
-    if receiver_heads is None:
-        receiver_heads = _pick_receiver_heads(
-            matrix, min(top_heads, matrix.shape[0] * matrix.shape[1]), **kwargs
-        )
-    heads = _check_heads(receiver_heads, matrix.shape[:2])
+    heads, _ = choose_heads(inputs, receiver_heads, top_heads=top_heads, matrix=matrix, **kwargs)
     layers, head_ids = zip(*heads, strict=True)
     scores = vertical_scores(
         matrix[list(layers), list(head_ids)], proximity_ignore, variant=variant, min_later=min_later
-    )  # [R, S]
+    )
     return scores.mean(axis=0)
+
+
+def position_baseline(num_sentences: int) -> np.ndarray:
+    """The position-only baseline: ``1 - j / (S - 1)`` for sentence j, i.e. "earlier sentences matter more".
+
+    Any score that correlates with causal importance no better than this says nothing beyond position.
+    """
+    check_count("num_sentences", num_sentences, 1)
+    return 1.0 - np.arange(num_sentences) / max(num_sentences - 1, 1)
+
+
+def anchor_evidence(
+    num_sentences: int,
+    *,
+    suppression=None,
+    importance: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sentence evidence to read beside the attention anchor score.
+
+    Args:
+        num_sentences: S.
+        suppression: ``[S, S]`` from `suppression.suppression_matrix`, or its ``[S]`` importance, or None.
+        importance: Name -> ``[S]`` black-box importance per sentence (NaN where missing), e.g.
+            ``BundledTrace.labels_for(trace.sentences).importance``; None for none.
+
+    Returns:
+        Name -> float64 ``[S]``: always `POSITION_BASELINE`; `SUPPRESSION_IMPORTANCE` when given; each
+        importance column (all-NaN columns left out).
+    """
+    evidence = {POSITION_BASELINE: position_baseline(num_sentences)}
+    if suppression is not None:
+        values = np.asarray(suppression, dtype=np.float64)
+        if values.ndim == 2:
+            from stream_widgets.suppression import suppression_importance
+
+            values = suppression_importance(values)
+        if values.shape != (num_sentences,):
+            raise ValueError(f"suppression has shape {values.shape} for {num_sentences} sentences")
+        evidence[SUPPRESSION_IMPORTANCE] = values
+    for name, column in (importance or {}).items():
+        values = np.asarray(column, dtype=np.float64)
+        if values.shape != (num_sentences,):
+            raise ValueError(f"importance {name!r} has {values.shape} values for {num_sentences} sentences")
+        if not np.isnan(values).all():
+            evidence[str(name)] = values
+    return evidence
 
 
 @dataclass(frozen=True)
 class Anchor:
-    """One thought anchor: a sentence of the trace and its anchor score.
+    """One thought anchor: a sentence of the trace, its anchor score and the evidence beside it.
 
     Attributes:
         sentence: The `Sentence` (index, text, character and token spans).
         score: Its anchor score (mean vertical score over the receiver heads; the unit depends on the
             variant: attention probability for ``"raw"``, rank fraction for ``"depth"``, times the
             head's usual attention at that distance for ``"distance"``).
+        receiver_heads: The ``(layer, head)`` pairs averaged.
+        heads_from: Where they came from: ``"given"``, ``"corpus"`` or ``"trace"``.
+        evidence: Name -> the sentence's value of each `anchor_evidence` column (NaN where missing).
     """
 
     sentence: Sentence
     score: float
+    receiver_heads: tuple[tuple[int, int], ...] = ()
+    heads_from: str = "given"
+    evidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def index(self) -> int:
@@ -356,8 +237,8 @@ class Anchor:
 
 
 def thought_anchors(
-    trace: Trace,
-    receiver_heads: Sequence[tuple[int, int]] | None = None,
+    trace: Trace | str | os.PathLike,
+    receiver_heads: HeadChoice = None,
     top: int = 5,
     *,
     variant: Variant | None = None,
@@ -365,68 +246,57 @@ def thought_anchors(
     proximity_ignore: int = PROXIMITY_IGNORE,
     min_later: int = DEFAULT_MIN_LATER,
     matrix=None,
+    suppression=None,
+    importance: Mapping[str, Sequence[float]] | None = None,
 ) -> list[Anchor]:
-    """The `top` sentences of a trace by anchor score, best first.
+    """The `top` sentences of a trace by anchor score, best first, with their evidence.
 
     Args:
-        trace: A `Trace` with sentences (for the texts and spans).
-        receiver_heads: ``(layer, head)`` pairs; if None, the `top_heads` receiver heads of this trace
-            alone (pooling over several traces with `receiver_heads` is steadier).
+        trace: A `Trace` with sentences, or the path of one saved with `Trace.save`.
+        receiver_heads: As in `choose_heads`: by default the corpus heads of the trace's model when they
+            ship, else the `top_heads` of this trace alone; ``"trace"`` forces the latter.
         top: How many anchors (>= 1); fewer come back when fewer sentences have a score.
         variant, proximity_ignore, min_later: As in `vertical_scores`.
-        top_heads: Receiver heads to pick when `receiver_heads` is None.
+        top_heads: Receiver heads to take when they are not given.
         matrix: ``[L, H, S, S]`` sentence attention to use instead of the trace's own (e.g. the dense
             reference of the same text); None for `sentence_attention(trace)`.
+        suppression, importance: Evidence, as in `anchor_evidence`.
 
     Returns:
         Up to `top` `Anchor` objects, highest score first (ties: earlier sentence first).
     """
-    _check_int("top", top, 1)
-    source = trace if matrix is None else _as_numpy(matrix)
-    scores = anchor_scores(
-        source,
-        receiver_heads,
-        top_heads=top_heads,
-        variant=variant,
-        proximity_ignore=proximity_ignore,
-        min_later=min_later,
-    )
+    if isinstance(trace, str | os.PathLike):
+        from stream_widgets.traces import Trace
+
+        trace = Trace.load(trace)
+    check_count("top", top, 1)
+    (array,) = as_matrices(trace if matrix is None else matrix, single=True)
+    kwargs = {"variant": variant, "proximity_ignore": proximity_ignore, "min_later": min_later}
+    heads, heads_from = choose_heads(trace, receiver_heads, top_heads=top_heads, matrix=array, **kwargs)
+    layers, head_ids = zip(*heads, strict=True)
+    scores = vertical_scores(
+        array[list(layers), list(head_ids)], proximity_ignore, variant=variant, min_later=min_later
+    ).mean(axis=0)
     if len(trace.sentences) != scores.shape[0]:
         raise ValueError(
             f"the matrix has {scores.shape[0]} sentences but the trace has {len(trace.sentences)}"
         )
+    evidence = anchor_evidence(len(scores), suppression=suppression, importance=importance)
     ranked = [
         i
         for i in np.lexsort((np.arange(scores.size), -np.nan_to_num(scores, nan=-np.inf)))
         if not np.isnan(scores[i])
     ]
-    return [Anchor(trace.sentences[i], float(scores[i])) for i in ranked[:top]]
-
-
-# --------------------------------------------------------------------------- helpers
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _matrices(inputs, single: bool = False) -> list[np.ndarray]:
-    """Normalise a Trace / array / sequence of them into a list of float64 ``[L, H, S, S]`` arrays."""
-    if hasattr(inputs, "sentence_attention_sum") or hasattr(inputs, "shape"):
-        inputs = [inputs]
-    elif single:
-        raise ValueError("expected one Trace or one [L, H, S, S] array, got a sequence")
-    out = []
-    for item in inputs:
-        matrix = sentence_attention(item) if hasattr(item, "sentence_attention_sum") else _as_numpy(item)
-        if matrix.ndim != 4 or matrix.shape[-1] != matrix.shape[-2]:
-            raise ValueError(f"sentence attention should be [L, H, S, S], got shape {matrix.shape}")
-        out.append(np.asarray(matrix, dtype=np.float64))
-    if not out:
-        raise ValueError("no traces given")
-    if len({m.shape[:2] for m in out}) > 1:
-        raise ValueError(f"traces disagree on layers x heads: {sorted({m.shape[:2] for m in out})}")
-    return out
+    return [
+        Anchor(
+            trace.sentences[i],
+            float(scores[i]),
+            tuple(heads),
+            heads_from,
+            {name: float(values[i]) for name, values in evidence.items()},
+        )
+        for i in ranked[:top]
+    ]
 
 
 def _check_heads(heads, shape) -> list[tuple[int, int]]:
@@ -437,8 +307,3 @@ def _check_heads(heads, shape) -> list[tuple[int, int]]:
     if bad:
         raise ValueError(f"receiver heads {bad} out of range for {shape[0]} layers x {shape[1]} heads")
     return heads
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from stream_widgets.anchors import mean_sentence_attention
+from stream_widgets.vertical import mean_sentence_attention
 
 __all__ = ["dense_sentence_attention", "dense_sentence_sums", "truncate_to_tokens"]
 

@@ -196,7 +196,9 @@ def _column(head, base_hidden, hidden, sentences: Sequence[Sentence], suppressed
     per_token = per_token.cpu().double().numpy()
     for sentence in later:
         if sentence.token_end > sentence.token_start:
-            column[sentence.index] = per_token[sentence.token_start - begin : sentence.token_end - begin].mean()
+            column[sentence.index] = per_token[
+                sentence.token_start - begin : sentence.token_end - begin
+            ].mean()
     return column
 
 

@@ -265,3 +265,71 @@ def test_cli_anchors_on_a_saved_trace(dense_case, tmp_path, capsys):
     expected = thought_anchors(traced, top=3)
     assert [a["index"] for a in written["anchors"]] == [a.index for a in expected]
     assert f"[{expected[0].index:>3}]" in printed and "sparsity" in printed
+
+
+# ----------------------------------------------------------------------------------- head choice and evidence
+def test_head_choice_corpus_trace_or_given(monkeypatch, tmp_path):
+    from stream_widgets import receivers
+    from stream_widgets.anchors import choose_heads
+    from stream_widgets.receivers import CorpusHeads, SplitHalf, save_corpus_heads
+
+    rng = np.random.default_rng(7)
+    counts = rng.integers(3, 9, size=20)
+    fake = _FakeTrace(_causal_random(rng, 2, 3, 20, 20) * np.outer(counts, counts), counts)
+    own, source = choose_heads(fake, None, top_heads=2, variant="raw")
+    assert source == "trace" and own == receiver_heads(sentence_attention(fake), top=2, variant="raw")
+    with pytest.raises(ValueError, match="no corpus receiver heads"):
+        choose_heads(fake, "corpus", variant="raw")
+    kurt = np.zeros((2, 3))
+    kurt[1, 2], kurt[0, 1] = 5.0, 4.0
+    save_corpus_heads([CorpusHeads("org/fake", "raw", kurt, SplitHalf(0.9, (0.9,), 8), ("a",))], tmp_path)
+    monkeypatch.setattr(receivers, "CORPUS_DIR", tmp_path)
+    monkeypatch.setattr(
+        receivers.corpus_heads,
+        "__kwdefaults__",
+        {**receivers.corpus_heads.__kwdefaults__, "directory": tmp_path},
+    )
+    fake.model_id = "org/fake"
+    assert choose_heads(fake, None, top_heads=2, variant="raw") == ([(1, 2), (0, 1)], "corpus")
+    assert choose_heads(fake, "trace", top_heads=2, variant="raw") == (own, "trace")
+    assert choose_heads(fake, [(0, 0)], variant="raw") == ([(0, 0)], "given")
+    # a trace of the model with another variant has no corpus heads: its own are used
+    assert choose_heads(fake, None, top_heads=2, variant="depth")[1] == "trace"
+    anchors = thought_anchors(fake, top=2, variant="raw", top_heads=2)
+    assert anchors[0].heads_from == "corpus" and anchors[0].receiver_heads == ((1, 2), (0, 1))
+    want = anchor_scores(sentence_attention(fake), [(1, 2), (0, 1)], variant="raw")
+    np.testing.assert_allclose([a.score for a in anchors], np.sort(want[~np.isnan(want)])[::-1][:2])
+
+
+def test_evidence_beside_every_anchor():
+    from stream_widgets.anchors import (
+        POSITION_BASELINE,
+        SUPPRESSION_IMPORTANCE,
+        anchor_evidence,
+        position_baseline,
+    )
+
+    np.testing.assert_allclose(position_baseline(5), [1.0, 0.75, 0.5, 0.25, 0.0])
+    assert position_baseline(1).tolist() == [1.0]
+    rng = np.random.default_rng(8)
+    counts = rng.integers(3, 9, size=16)
+    fake = _FakeTrace(_causal_random(rng, 2, 3, 16, 16) * np.outer(counts, counts), counts)
+    matrix = np.tril(rng.normal(size=(16, 16)) - 10, k=-1)
+    matrix[np.triu_indices(16)] = np.nan
+    blackbox = {"counterfactual_importance_kl": rng.random(16), "empty": np.full(16, np.nan)}
+    evidence = anchor_evidence(16, suppression=matrix, importance=blackbox)
+    assert list(evidence) == [POSITION_BASELINE, SUPPRESSION_IMPORTANCE, "counterfactual_importance_kl"]
+    np.testing.assert_allclose(evidence[SUPPRESSION_IMPORTANCE][:-1], np.nanmean(matrix, axis=0)[:-1])
+    anchors = thought_anchors(fake, top=3, variant="raw", suppression=matrix, importance=blackbox)
+    for a in anchors:
+        assert a.evidence[POSITION_BASELINE] == pytest.approx(1 - a.index / 15)
+        assert a.evidence["counterfactual_importance_kl"] == blackbox["counterfactual_importance_kl"][a.index]
+        assert a.evidence[SUPPRESSION_IMPORTANCE] == pytest.approx(evidence[SUPPRESSION_IMPORTANCE][a.index])
+    with pytest.raises(ValueError, match="for 16 sentences"):
+        anchor_evidence(16, importance={"x": [1.0, 2.0]})
+
+
+def test_thought_anchors_read_a_saved_trace(real_trace, tmp_path):
+    path = real_trace.save(tmp_path / "t.safetensors")
+    from_file = thought_anchors(str(path), top=3)
+    assert [a.index for a in from_file] == [a.index for a in thought_anchors(real_trace, top=3)]
