@@ -42,6 +42,7 @@ __all__ = [
     "corpus_heads",
     "head_kurtosis",
     "save_corpus_heads",
+    "score_kurtosis",
     "receiver_heads",
     "split_half_reliability",
     "top_heads",
@@ -70,13 +71,22 @@ def trace_kurtosis(
         float64 ``[L, H]``: ``scipy.stats.kurtosis(scores, fisher=True)`` over the sentences with a score;
         all NaN when fewer than 4 sentences have one, NaN for a head whose vector is constant.
     """
+    (a,) = as_matrices(matrix, single=True)
+    return score_kurtosis(vertical_scores(a, proximity_ignore, variant=variant, min_later=min_later))
+
+
+def score_kurtosis(scores: np.ndarray) -> np.ndarray:
+    """Fisher kurtosis over the last axis of ``[..., S]`` vertical scores, over the sentences with a score.
+
+    Sentences without a score (NaN in the first vector) are left out; all NaN when fewer than 4 remain,
+    NaN for a constant vector.
+    """
     from scipy.stats import kurtosis
 
-    (a,) = as_matrices(matrix, single=True)
-    scores = vertical_scores(a, proximity_ignore, variant=variant, min_later=min_later)
-    scored = ~np.isnan(scores[0, 0])
+    scores = np.asarray(scores, dtype=np.float64)
+    scored = ~np.isnan(scores.reshape(-1, scores.shape[-1])[0])
     if scored.sum() < _MIN_SCORED:
-        return np.full(a.shape[:2], np.nan)
+        return np.full(scores.shape[:-1], np.nan)
     values = scores[..., scored]
     with np.errstate(invalid="ignore", divide="ignore"):
         k = kurtosis(values, axis=-1, fisher=True)
