@@ -47,10 +47,10 @@ __all__ = [
 Variant = Literal["raw", "depth", "distance"]
 VARIANTS: tuple[str, ...] = ("raw", "depth", "distance")
 """Vertical-score variants; see the module docstring."""
-DEFAULT_VARIANT: Variant = "distance"
-"""The variant used when none is given; `benchmarks/anchors.py` measures the choice (docs/anchors.md)."""
-DEFAULT_MIN_LATER = 4
-"""Later sentences (rows) a sentence needs to get a vertical score, by default."""
+DEFAULT_VARIANT: Variant = "raw"
+"""The variant used when none is given: Thought Anchors' own, chosen by `benchmarks/anchors.py` (docs/anchors.md)."""
+DEFAULT_MIN_LATER = 1
+"""Later sentences (rows) a sentence needs to get a vertical score, by default (Thought Anchors' rule)."""
 PROXIMITY_IGNORE = 4
 """Rows i < j + 4 are left out of column j's mean, as in the Thought Anchors receiver-head code."""
 _CHUNK_CELLS = 2**24  # cells of the [..., S, S] input handled at once by vertical_scores (64-128 MiB)

@@ -247,8 +247,11 @@ def test_stream_anchors_agree_with_dense_reference(dense_case, variant):
     top_a = set(np.argsort(-np.nan_to_num(a, nan=-np.inf))[:5])
     top_b = set(np.argsort(-np.nan_to_num(b, nan=-np.inf))[:5])
     assert len(top_a & top_b) >= 4
-    anchors = thought_anchors(traced, top=5, variant=variant)
-    assert {x.index for x in anchors} == top_a
+    anchors = thought_anchors(traced, "trace", top=5, variant=variant)
+    assert {x.index for x in anchors} == top_a and anchors[0].heads_from == "trace"
+    # by default the model's shipped corpus heads
+    corpus = thought_anchors(traced, top=5, variant=variant)
+    assert corpus[0].heads_from == "corpus" and len(corpus[0].receiver_heads) == 20
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def test_explore_data_of_a_real_trace(real_trace, real_explore_data):
     # The anchor scores are the receiver-head mean of the default variant's vertical scores.
     expected = np.nan_to_num(anchor_scores(real_trace, data.receiver_heads), nan=0.0)
     np.testing.assert_allclose(data.anchor_scores, expected)
-    assert data.meta["score_variant"] == "distance" and 0 <= data.meta["sparsity"] < 1
+    assert data.meta["score_variant"] == "raw" and 0 <= data.meta["sparsity"] < 1
 
 
 def test_explicit_tags_and_heads_are_used(real_trace):
