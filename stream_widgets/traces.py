@@ -295,11 +295,16 @@ class Trace:
             )
         if version < 1:
             raise ValueError(f"{path} has an invalid trace format version {version}")
-        if "meta" not in header:
-            raise ValueError(f"{path} is damaged: its header has no 'meta' entry")
+        # Exactly the entries its version writes: a damaged version number cannot skip the checksum.
+        entries = {"format", "version", "meta"} | ({"checksum"} if version >= 2 else set())
+        if set(header) != entries:
+            missing, extra = sorted(entries - set(header)), sorted(set(header) - entries)
+            raise ValueError(
+                f"{path} is damaged: a version {version} trace header has the entries {sorted(entries)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else "")
+            )
         if version >= 2:
-            if "checksum" not in header:
-                raise ValueError(f"{path} is damaged: its header has no 'checksum' entry")
             expected = _checksum(header["format"], header["version"], header["meta"], tensors)
             if header["checksum"] != expected:
                 raise ValueError(
