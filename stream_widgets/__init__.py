@@ -1,20 +1,25 @@
 """stream-widgets: sparse (Stream) attention interpretability for long chain-of-thought traces.
 
-Importing the package loads no model, opens no socket and patches nothing: the estimator and the mask
-type import with torch alone, and every other public name is imported from its module on first use.
+Importing the package loads no model, opens no socket, patches nothing and does not import torch (so
+`stream-widgets --help` is instant): every public name but `StreamConfig` is imported from its module
+on first use.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import estimate_mask, oracle_mask
-from stream_widgets.explore import explore, report  # functions named like their modules: bind them now
-from stream_widgets.fidelity import fidelity
-from stream_widgets.mask import StreamMask
 
-# public name -> module that defines it, imported on first access (transformers, spaCy, Bokeh are heavy)
+# public name -> module that defines it, imported on first access (torch, transformers, spaCy, Bokeh)
 _LAZY = {
+    "StreamMask": "stream_widgets.mask",
+    "estimate_mask": "stream_widgets.estimator",
+    "oracle_mask": "stream_widgets.estimator",
+    "explore": "stream_widgets.explore",
+    "report": "stream_widgets.explore",
+    "fidelity": "stream_widgets.fidelity",
     "load_model": "stream_widgets.models",
     "trace": "stream_widgets.tracer",
     "Trace": "stream_widgets.traces",
@@ -38,16 +43,7 @@ _LAZY = {
     "find_route": "stream_widgets.routes",
 }
 
-__all__ = [
-    "StreamConfig",
-    "StreamMask",
-    "estimate_mask",
-    "explore",
-    "fidelity",
-    "oracle_mask",
-    "report",
-    *_LAZY,
-]
+__all__ = ["StreamConfig", *_LAZY]
 
 __version__ = "0.1.0"
 
@@ -62,3 +58,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """The package module: importing the submodules `explore` and `fidelity` keeps `sw.explore` and
+    `sw.fidelity` the functions (the import system would otherwise bind the submodules there)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("explore", "fidelity") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
