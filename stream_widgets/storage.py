@@ -143,8 +143,10 @@ def _write_content(path: Path, content: Content) -> None:
     """Create `path` (which must not exist) with mode 0o666 minus the umask and write `content`."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     if callable(content):
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)  # the umask's choice, without calling os.umask
         os.close(fd)
         content(path)
+        os.chmod(path, mode)  # writers that recreate the file (safetensors does, as 0o600) lose it
     else:
         data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         with os.fdopen(fd, "wb") as handle:
@@ -175,8 +177,13 @@ def write_file(path: str | os.PathLike, content: Content) -> Path:
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     remove_leftovers(target)
-    tmp = temp_path(target)
+    # A function writes inside a private temp folder: writers such as safetensors put temp files of
+    # their own beside the path they are given, and those must go with ours if the process is killed.
+    scratch = temp_path(target)
+    tmp = scratch / target.name if callable(content) else scratch
     try:
+        if callable(content):
+            os.mkdir(scratch)
         _write_content(tmp, content)
         try:
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
@@ -184,8 +191,10 @@ def write_file(path: str | os.PathLike, content: Content) -> Path:
             pass  # a new file: the umask decided its mode
         os.replace(tmp, target)
     finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        if os.path.isdir(scratch) and not os.path.islink(scratch):
+            shutil.rmtree(scratch)
+        elif os.path.lexists(scratch):
+            os.unlink(scratch)
     _fsync(target.parent, directory=True)
     return target
 
