@@ -227,12 +227,16 @@ def _exists(path: str) -> bool:
 
 
 def _looks_like_path(argument: str) -> bool:
-    """A path separator, a text-file suffix, or one word with a dot in it (``notes_typo.txt``, ``a.b``)."""
-    if "/" in argument or os.sep in argument or (os.altsep and os.altsep in argument):
-        return True
+    """True for what is meant as a file name rather than text: a text-file suffix (``notes_typo.txt``,
+    ``my notes.md``), one word with a path separator or a dot (``drafts/cot``, ``run.2``), or a
+    single line that starts like a path (``~/My Documents/cot``). Text with spaces and a ``/`` in it
+    (``n(n+1)/2``, ``</think>``) is text."""
+    separators = "/" + os.sep + (os.altsep or "")
     if argument.lower().endswith(_TEXT_SUFFIXES):
         return True
-    return "." in argument and not any(c.isspace() for c in argument)
+    if not any(c.isspace() for c in argument):
+        return "." in argument or any(c in argument for c in separators)
+    return "\n" not in argument and argument.startswith(("/", "~/", "./", "../"))
 
 
 def _check_utf8(text: str, what: str) -> str:

@@ -34,7 +34,9 @@ def _error(capsys) -> str:
 
 # ----------------------------------------------------------------- 3: file names, folders, text
 @pytest.mark.parametrize("command", ["trace", "tag", "anchors"])
-@pytest.mark.parametrize("name", ["notes_typo.txt", "drafts/cot", "cot.md", "run.2"])
+@pytest.mark.parametrize(
+    "name", ["notes_typo.txt", "drafts/cot", "my notes.md", "run.2", "~/My Documents/cot"]
+)
 def test_a_missing_file_is_an_error_not_text(command, name, tmp_path, capsys, no_work):
     extra = ["--out", str(tmp_path / "t.safetensors")] if command == "trace" else []
     assert main([command, name, *extra]) == 2
@@ -62,6 +64,8 @@ def test_text_through_the_options_and_stdin(capsys, monkeypatch):
     assert "notes_typo.txt is the file" in capsys.readouterr().out
     assert main(["tag", "Two plain sentences here. Nothing else."]) == 0  # not path-like: text
     assert "Two plain sentences here." in capsys.readouterr().out
+    assert main(["tag", "<think>Half of it is n(n+1)/2. So 55.</think>"]) == 0  # a / with spaces: text
+    assert "n(n+1)/2" in capsys.readouterr().out
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"From standard input. Right.")))
     assert main(["tag", "-"]) == 0
     assert "From standard input." in capsys.readouterr().out
