@@ -463,21 +463,16 @@ def _cmd_report(args) -> int:
     from tqdm.auto import tqdm
 
     out = _output_folder(args.out, "--out")
-    with tqdm(total=4, desc="report", unit="step", file=sys.stderr, leave=False) as bar:
+    with tqdm(total=3, desc="report", unit="step", file=sys.stderr, leave=False) as bar:
         bar.set_postfix_str("reading the trace")
         from stream_widgets.traces import Trace
 
         result = Trace.load(args.trace)
         bar.update()
-        bar.set_postfix_str(f"tagging {len(result.sentences)} sentences")
-        tags, note = _tagger_tags(result)
-        if note:
-            raise ValueError(note)
-        bar.update()
-        bar.set_postfix_str("scoring anchors")
+        bar.set_postfix_str(f"tagging {len(result.sentences)} sentences, scoring anchors")
         from stream_widgets.explore import explore_data
 
-        data = explore_data(result, tags)
+        data = explore_data(result)
         bar.update()
         bar.set_postfix_str("writing the report")
         from stream_widgets.html_report import write_report

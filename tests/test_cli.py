@@ -213,9 +213,18 @@ def test_tag_prints_the_true_top_probability_of_unknown_sentences(capsys):
         assert line[1] == row["tag"] and float(line[2]) == pytest.approx(row["confidence"], abs=0.006)
 
 
-def test_tag_into_a_closed_pipe_exits_quietly():
+def test_tag_into_a_closed_pipe_exits_quietly(tmp_path):
+    source = tmp_path / "long.txt"
+    source.write_text("<think>\n" + "\n\n".join([BODY] * 200) + "\n</think>", encoding="utf-8")
     child = subprocess.Popen(
-        [sys.executable, "-m", "stream_widgets.cli", "tag", DEMO_TRACE, "--json"],  # > a pipe's 64 KiB
+        [
+            sys.executable,
+            "-m",
+            "stream_widgets.cli",
+            "tag",
+            str(source),
+            "--json",
+        ],  # ~1 MB, > a pipe's 64 KiB
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -230,7 +239,7 @@ def test_report_shows_progress(long_trace, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(long_trace), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    for stage in ("reading the trace", "tagging 15 sentences", "scoring anchors", "writing the report"):
+    for stage in ("reading the trace", "tagging 15 sentences, scoring anchors", "writing the report"):
         assert stage in captured.err
     assert f"report: {out / 'report.html'}" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "sentences.csv", "summary.json"]
