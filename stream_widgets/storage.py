@@ -330,7 +330,9 @@ def write_files(folder: str | os.PathLike, files: Mapping[str, Content]) -> Path
     of the old folder is hard-linked in (copied where links are impossible), the folder's permission
     bits are copied, and the two folders are swapped in one step. Entries added to the old folder by
     another process during the write are lost; a shell whose working directory is the old folder sees
-    it emptied (``cd .`` returns to the new one). A symlink at `folder` is kept and its target replaced.
+    it emptied (``cd .`` returns to the new one). A symlink at `folder` is kept and its target replaced;
+    a file of the set keeps the permission bits of the file it replaces (a symlink there is replaced by
+    the file: the set lives inside the folder).
 
     Where the folder cannot be swapped (it is a mount point, or its parent is not writable) the files
     are replaced one by one, each atomically, with a one-time warning: a kill there can leave a mix.
@@ -377,4 +379,8 @@ def write_files(folder: str | os.PathLike, files: Mapping[str, Content]) -> Path
             )
         for name, content in files.items():
             _write_content(stage / name, content)
+            try:
+                os.chmod(stage / name, stat.S_IMODE((target / name).stat().st_mode))
+            except FileNotFoundError:
+                pass  # a new file: the umask decided its mode
     return target

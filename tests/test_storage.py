@@ -94,6 +94,7 @@ def test_write_files_replaces_the_set_and_keeps_other_entries(tmp_path):
     (folder / "notes" / "a.txt").write_text("kept")
     (folder / "latest").symlink_to("trace.safetensors")
     folder.chmod(0o750)
+    (folder / "summary.json").chmod(0o600)
     inode = (folder / "trace.safetensors").stat().st_ino
     storage.write_files(
         folder, {"report.html": "<p>2</p>", "summary.json": '{"v": 2}', "sentences.csv": "i\n"}
@@ -101,7 +102,9 @@ def test_write_files_replaces_the_set_and_keeps_other_entries(tmp_path):
     assert (folder / "report.html").read_text() == "<p>2</p>" and (folder / "sentences.csv").is_file()
     assert (folder / "trace.safetensors").stat().st_ino == inode  # hard-linked, not copied
     assert (folder / "notes" / "a.txt").read_text() == "kept" and (folder / "latest").is_symlink()
-    assert folder.stat().st_mode & 0o777 == 0o750
+    assert (
+        folder.stat().st_mode & 0o777 == 0o750 and (folder / "summary.json").stat().st_mode & 0o777 == 0o600
+    )
     assert _siblings(folder) == ["out"]  # nothing left beside it
 
 
