@@ -2,24 +2,24 @@
 
 The root holds what a first session needs (the README tour) and the core types; everything else lives
 in its submodule: `stream_widgets.ruler` (needle cases, scoring, routes), `stream_widgets.dense_reference`
-(exact sentence attention), `stream_widgets.views` (the widgets and the report's internals),
-`stream_widgets.anchors` (every step of the anchor pipeline), `stream_widgets.tokens`, ...
+(exact sentence attention), `stream_widgets.suppression`, `stream_widgets.receivers` (corpus receiver
+heads), `stream_widgets.views` (the explorer and the report), `stream_widgets.tokens`, ...
 
-Importing the package imports torch and three small modules (`config`, `mask`, `estimator`); every
-other name below is imported from its module on first access, so transformers, spaCy, Bokeh and
-ipywidgets load only when used. Importing loads no model, opens no socket and patches nothing.
+Importing the package loads no model, opens no socket, patches nothing and does not import torch (so
+`stream-widgets --help` is instant): every public name but `StreamConfig` is imported from its module
+on first access.
 """
 
 from importlib import import_module
 from typing import Any
 
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import estimate_mask, oracle_mask
-from stream_widgets.explore import explore, report  # interim: bound eagerly until views/
-from stream_widgets.mask import StreamMask
 
-# public name -> module that defines it, imported on first access
+# public name -> module that defines it, imported on first access (torch, transformers, spaCy, Bokeh)
 _LAZY = {
+    "StreamMask": "stream_widgets.mask",
+    "estimate_mask": "stream_widgets.estimator",
+    "oracle_mask": "stream_widgets.estimator",
     "load_model": "stream_widgets.models",
     "trace": "stream_widgets.tracer",
     "Trace": "stream_widgets.traces",
@@ -30,9 +30,11 @@ _LAZY = {
     "Anchor": "stream_widgets.anchors",
     "receiver_heads": "stream_widgets.anchors",
     "thought_anchors": "stream_widgets.anchors",
+    "explore": "stream_widgets.views",
+    "report": "stream_widgets.views",
 }
 
-__all__ = ["StreamConfig", "StreamMask", "estimate_mask", "explore", "oracle_mask", "report", *_LAZY]
+__all__ = ["StreamConfig", *_LAZY]
 
 __version__ = "0.1.0"
 

@@ -16,10 +16,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["StreamConfig", "ScoreRule"]
+__all__ = ["MAX_BLOCK", "MAX_TOKENS", "MAX_TOP_K", "ScoreRule", "StreamConfig"]
 
 ScoreRule = Literal["representative", "bound"]
 _SCORE_RULES = ("representative", "bound")
+
+MAX_BLOCK = 65_536
+"""Largest `q_block` / `k_block` (tokens): beyond this a block is larger than any model's context."""
+MAX_TOP_K = 65_536
+"""Largest `top_k` / `search_width` (key blocks): 2^16, every key block of a 1M-token text at
+``k_block=16``. The mask's width and the estimator's work buffers grow with these, so the bound keeps
+a typo from asking for terabytes."""
+MAX_TOKENS = 16_777_216
+"""Largest `sink` / `window` (tokens): 2^24, beyond any model's context."""
 
 
 @dataclass(frozen=True)
@@ -27,23 +36,25 @@ class StreamConfig:
     """Settings of the Stream sparse-mask estimator.
 
     Attributes:
-        q_block: Queries per query block (>= 1). Each query block gets one set of kept key blocks, so a
-            smaller value gives finer masks at a cost linear in T / q_block. Default 64.
-        k_block: Keys per key block (>= 1); the unit in which keys are kept or pruned. Default 16.
-        top_k: Key blocks chosen by the search per query block, on top of the sink and window blocks
-            (>= 1). Default 32.
-        sink: Leading tokens always kept (attention sinks), rounded up to whole key blocks (>= 0).
+        q_block: Queries per query block (1 to `MAX_BLOCK`). Each query block gets one set of kept key
+            blocks, so a smaller value gives finer masks at a cost linear in T / q_block. Default 64.
+        k_block: Keys per key block (1 to `MAX_BLOCK`); the unit in which keys are kept or pruned.
             Default 16.
+        top_k: Key blocks chosen by the search per query block, on top of the sink and window blocks
+            (1 to `MAX_TOP_K`). A `top_k` that covers every key block of a text keeps everything:
+            sparsity 0. Default 32.
+        sink: Leading tokens always kept (attention sinks), rounded up to whole key blocks (0 to
+            `MAX_TOKENS`). Default 16.
         window: Tokens before each query block always kept (local window), rounded out to whole key
-            blocks; the diagonal block is always kept whatever this is (>= 0). Default 64.
+            blocks; the diagonal block is always kept whatever this is (0 to `MAX_TOKENS`). Default 64.
         score_rule: How a range of key blocks is scored during the search. ``"representative"`` (the
             paper's rule): the max of q.k over the query block and the keys of the range's centre block.
             ``"bound"``: an upper bound of q.k over the whole range from per-dimension key maxima and
             minima (as Quest does per page), which cannot miss a strong key inside a wide range; it costs
             O(T x D) extra memory for the range summaries. The last round always scores single blocks
             exactly. Default ``"representative"``.
-        search_width: Ranges the search keeps between rounds (>= top_k), or None for `top_k` (the
-            paper's search). A wider search scores 2 x search_width halves per round and keeps the
+        search_width: Ranges the search keeps between rounds (top_k to `MAX_TOP_K`), or None for
+            `top_k` (the paper's search). A wider search scores 2 x search_width halves per round and keeps the
             `top_k` best single blocks only in its last round: it finds more of the exact top-k (the
             oracle's) blocks at a cost linear in the width. Default None.
     """
@@ -57,24 +68,34 @@ class StreamConfig:
     search_width: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low in (("q_block", 1), ("k_block", 1), ("top_k", 1), ("sink", 0), ("window", 0)):
+        for name, low, high in (
+            ("q_block", 1, MAX_BLOCK),
+            ("k_block", 1, MAX_BLOCK),
+            ("top_k", 1, MAX_TOP_K),
+            ("sink", 0, MAX_TOKENS),
+            ("window", 0, MAX_TOKENS),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"StreamConfig.{name} must be an int, got {type(value).__name__} {value!r}")
+                raise ValueError(
+                    f"StreamConfig.{name} must be an int, got {type(value).__name__} {value!r:.40}"
+                )
             if value < low:
                 raise ValueError(f"StreamConfig.{name} must be >= {low}, got {value}")
+            if value > high:
+                raise ValueError(f"StreamConfig.{name} must be <= {high:,}, got {value:,}")
         if self.search_width is not None and (
             isinstance(self.search_width, bool)
             or not isinstance(self.search_width, int)
-            or self.search_width < self.top_k
+            or not self.top_k <= self.search_width <= MAX_TOP_K
         ):
             raise ValueError(
-                f"StreamConfig.search_width must be None or an int >= top_k ({self.top_k}), "
-                f"got {self.search_width!r}"
+                f"StreamConfig.search_width must be None or an int in [top_k ({self.top_k}), {MAX_TOP_K:,}], "
+                f"got {self.search_width!r:.40}"
             )
         if self.score_rule not in _SCORE_RULES:
             raise ValueError(
-                f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r}"
+                f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r:.40}"
             )
 
     @property

@@ -169,20 +169,27 @@ class FunctionTagger:
         return self.classifier.predict_proba_many(traces)
 
     def set_annotations(self, docs: Iterable[Doc], scores: list[np.ndarray]) -> None:
-        """Write `Span._.function_tag` and `Span._.function_tag_scores` from `predict`'s output."""
+        """Write `Span._.function_tag` and `Span._.function_tag_scores` from `predict`'s output.
+
+        `function_tag_scores` holds the classifier's probability of each of the 8 tags (they sum to 1)
+        and, under `"unknown"`, 1.0 if the sentence got `"unknown"` (it is empty, or its best probability
+        is below `min_confidence`) and 0.0 otherwise: a flag of that rule, not a probability, since the
+        classifier has no "unknown" class. The confidence of an "unknown" sentence's best guess is the
+        largest of the 8 probabilities.
+        """
+        if not (isinstance(self.min_confidence, int | float) and 0.0 <= self.min_confidence < 1.0):
+            raise TaggingError(
+                Errors.E005.format(name="min_confidence", value=self.min_confidence, allowed="in [0, 1)")
+            )
         for doc, probabilities in zip(docs, scores, strict=True):
             texts = _sentence_texts(doc, self.spans_key)
             spans = doc.spans[self.spans_key]
             for span, text, row in zip(spans, texts, probabilities, strict=True):
                 table = {tag: float(p) for tag, p in zip(FUNCTION_TAGS, row, strict=True)}
                 best = int(np.argmax(row))
-                empty = not text.strip()
-                if empty or row[best] < self.min_confidence:
-                    table[UNKNOWN_TAG] = 1.0 if empty else float(1.0 - row[best])
-                    span._.function_tag = UNKNOWN_TAG
-                else:
-                    table[UNKNOWN_TAG] = 0.0
-                    span._.function_tag = FUNCTION_TAGS[best]
+                unknown = not text.strip() or row[best] < self.min_confidence
+                table[UNKNOWN_TAG] = 1.0 if unknown else 0.0
+                span._.function_tag = UNKNOWN_TAG if unknown else FUNCTION_TAGS[best]
                 span._.function_tag_scores = table
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:

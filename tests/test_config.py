@@ -71,3 +71,19 @@ def test_derived_block_counts():
     assert config.sink_blocks == 2  # 17 tokens need two 16-token blocks
     assert config.max_window_blocks == 9
     assert config.max_blocks_per_row == 19
+
+
+def test_upper_bounds_are_inclusive_and_documented():
+    from stream_widgets.config import MAX_BLOCK, MAX_TOKENS, MAX_TOP_K
+
+    edge = StreamConfig(
+        q_block=MAX_BLOCK, k_block=MAX_BLOCK, top_k=MAX_TOP_K, sink=MAX_TOKENS, window=MAX_TOKENS
+    )
+    assert edge.search_width is None and StreamConfig(top_k=4, search_width=MAX_TOP_K).width == MAX_TOP_K
+    for name, too_big in (("q_block", MAX_BLOCK + 1), ("top_k", MAX_TOP_K + 1), ("window", MAX_TOKENS + 1)):
+        with pytest.raises(ValueError, match=f"StreamConfig.{name} must be <= "):
+            StreamConfig(**{name: too_big})
+    with pytest.raises(ValueError, match="search_width"):
+        StreamConfig(top_k=4, search_width=MAX_TOP_K + 1)
+    for name in ("MAX_BLOCK", "MAX_TOP_K", "MAX_TOKENS"):
+        assert name in StreamConfig.__doc__

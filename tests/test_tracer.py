@@ -1,4 +1,5 @@
-"""The tracer: observe and sparse passes on tiny and real models against eager attention, Trace files."""
+"""The tracer: observe and sparse passes on tiny and real models against eager attention (Trace files:
+test_traces.py)."""
 
 import pytest
 import torch
@@ -6,7 +7,6 @@ import torch
 from stream_widgets.config import StreamConfig
 from stream_widgets.tokens import tokenize
 from stream_widgets.tracer import stream_attention, trace
-from stream_widgets.traces import Trace
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
 
 SMALL = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
@@ -115,44 +115,6 @@ def test_bad_arguments(tiny):
     with pytest.raises(ValueError, match="context of 8 tokens"):
         short = tiny_model(max_positions=8)
         trace(short, tokenizer, TEXT, SMALL)
-
-
-# ----------------------------------------------------------------- Trace files
-@pytest.fixture(scope="module")
-def saved_trace(tmp_path_factory):
-    model, tokenizer = tiny_model(), tiny_tokenizer()
-    result = trace(model, tokenizer, TEXT, SMALL, layers=[1], heads=[2])
-    path = result.save(tmp_path_factory.mktemp("trace") / "t.safetensors")
-    return result, path
-
-
-def test_trace_round_trip_is_exact(saved_trace):
-    result, path = saved_trace
-    loaded = Trace.load(path)
-    assert loaded.equal(result)
-    assert loaded.sentences == result.sentences and loaded.config == result.config
-    assert list(path.parent.iterdir()) == [path]  # no temp file left
-    assert "Trace(" in repr(loaded)
-
-
-def test_trace_bad_files(saved_trace, tmp_path):
-    from safetensors.torch import save_file
-
-    _, path = saved_trace
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ValueError, match="truncated"):
-        Trace.load(truncated)
-    foreign = tmp_path / "foreign.safetensors"
-    save_file({"x": torch.zeros(2)}, foreign, metadata={"format": "something-else"})
-    with pytest.raises(ValueError, match="not a stream-widgets trace"):
-        Trace.load(foreign)
-    newer = tmp_path / "newer.safetensors"
-    save_file({"x": torch.zeros(2)}, newer, metadata={"format": "stream-widgets/trace", "version": "99"})
-    with pytest.raises(ValueError, match="newer stream-widgets"):
-        Trace.load(newer)
-    with pytest.raises(FileNotFoundError):
-        Trace.load(tmp_path / "missing.safetensors")
 
 
 # ----------------------------------------------------------------- the real default model
