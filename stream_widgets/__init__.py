@@ -9,7 +9,6 @@ from typing import Any
 
 from stream_widgets.config import StreamConfig
 from stream_widgets.estimator import estimate_mask, oracle_mask
-from stream_widgets.explore import explore, report  # functions named like their modules: bind them now
 from stream_widgets.fidelity import fidelity
 from stream_widgets.mask import StreamMask
 
@@ -28,9 +27,11 @@ _LAZY = {
     "thought_anchors": "stream_widgets.anchors",
     "vertical_scores": "stream_widgets.anchors",
     "dense_sentence_attention": "stream_widgets.dense_reference",
-    "ExploreData": "stream_widgets.widgets.data",
-    "explore_data": "stream_widgets.explore",
-    "write_report": "stream_widgets.html_report",
+    "explore": "stream_widgets.views",
+    "report": "stream_widgets.views",
+    "ExploreData": "stream_widgets.views",
+    "explore_data": "stream_widgets.views",
+    "write_report": "stream_widgets.views",
     "make_cases": "stream_widgets.ruler",
     "RulerCase": "stream_widgets.ruler",
     "score_case": "stream_widgets.ruler_scoring",
@@ -42,10 +43,8 @@ __all__ = [
     "StreamConfig",
     "StreamMask",
     "estimate_mask",
-    "explore",
     "fidelity",
     "oracle_mask",
-    "report",
     *_LAZY,
 ]
 

@@ -137,10 +137,9 @@ def _print_summary(data, html) -> None:
 
 def _cmd_demo(args) -> int:
     from stream_widgets.data import load_bundled_trace
-    from stream_widgets.explore import explore_data
-    from stream_widgets.html_report import write_report
     from stream_widgets.models import load_model
     from stream_widgets.tracer import trace
+    from stream_widgets.views import explore_data, write_report
 
     bundled = load_bundled_trace(args.trace)
     print(f"loading the default model and tracing {bundled.name} ...", flush=True)
@@ -172,8 +171,7 @@ def _cmd_trace(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from stream_widgets.explore import explore_data
-    from stream_widgets.html_report import write_report
+    from stream_widgets.views import explore_data, write_report
 
     data = explore_data(args.trace)
     _print_summary(data, write_report(data, args.out))

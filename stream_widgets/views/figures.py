@@ -1,0 +1,1157 @@
+"""The Bokeh views shared by the notebook explorer and the standalone report: one set of models, one
+set of browser-side callbacks.
+
+`build_views` makes the linked parts: the trace text coloured by function tag (faded by the tagger's
+confidence), the sentence x sentence heatmap with its colour bar, the anchor-score bars, a per-tag
+summary (table and tag x tag attention), the info panel of the selected sentence, and, when the data has
+them, the evidence table and scatter, the suppression matrix, the token view and the needle route.
+
+Python only feeds data: every part that is HTML (text, info panel, summary, notes, titles) is rendered
+in the browser by the JavaScript in `_JS_LIB`, from `ColumnDataSource`s, on these events:
+
+- the document is ready (first render, notebook and report alike);
+- `sentences.selected.indices` changes (a tapped bar, cell, scatter point or route edge, a clicked
+  sentence, or Python's `Explorer.select`);
+- `sentences.data`, `links.data`, `state.data`, `tokens.data` change (a layer/head pick, a tag filter,
+  a tag correction: from Python in the explorer, through `jupyter_bokeh`; from the report's own
+  pickers in the report).
+
+The explorer feeds the sources from Python (`Explorer`), the report from data packed into the page
+(`report_files`). Bokeh is imported here; importing `stream_widgets` does not import this module.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from bokeh.layouts import column, row
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    CustomJS,
+    CustomJSHover,
+    Div,
+    HoverTool,
+    LinearColorMapper,
+    Range1d,
+    SaveTool,
+    Select,
+    TapTool,
+)
+from bokeh.palettes import Magma256, Viridis256
+from bokeh.plotting import figure
+from bokeh.transform import transform
+
+from stream_widgets.views.data import ExploreData
+from stream_widgets.views.matrices import (
+    color_scale,
+    downsample,
+    matrix_label,
+    select_scores,
+    sentence_token_rows,
+    spearman,
+    tag_attention,
+    top_links,
+)
+
+__all__ = [
+    "DIMMED_ALPHA",
+    "FULL_WIDTH",
+    "HALF_WIDTH",
+    "LINKS_PER_SENTENCE",
+    "MAX_HEATMAP_SIZE",
+    "MAX_TOKEN_ROWS",
+    "OVER_SCALE_COLOR",
+    "SELECTED_COLOR",
+    "Views",
+    "bars_title",
+    "browser_json",
+    "attach",
+    "build_views",
+    "fade",
+    "heat_data",
+    "links_data",
+    "sentence_columns",
+    "state_data",
+    "tag_heat_data",
+    "text_pieces",
+    "token_data",
+]
+
+#: Largest heatmap side sent to the notebook; longer traces are mean-pooled to this many bins.
+MAX_HEATMAP_SIZE = 300
+#: Opacity of sentences whose tag the tag filter hides.
+DIMMED_ALPHA = 0.2
+#: Outline colour of the selected sentence in every view.
+SELECTED_COLOR = "#d62728"
+#: Colour of heatmap cells above the top of the colour scale (said on the page, never silent).
+OVER_SCALE_COLOR = "#ff00ff"
+#: Colour of tag x tag cells with no sentence pair (explained on the page).
+NO_PAIR_COLOR = "#dddddd"
+#: Width of a half-width part; two sit side by side from about 900 px, one column below.
+HALF_WIDTH = 430
+#: Width of a full-width part (fits an 848 px notebook output area).
+FULL_WIDTH = 820
+#: Strongest links per sentence listed in the info panel (each way).
+LINKS_PER_SENTENCE = 3
+#: Largest number of query-token rows of the token view; longer sentences are pooled.
+MAX_TOKEN_ROWS = 64
+#: Top anchors listed in the evidence table.
+EVIDENCE_TABLE_ROWS = 8
+
+
+@dataclass
+class Views:
+    """The Bokeh models of one explorer or report: the sources a controller feeds, the parts it lays out."""
+
+    sentences: ColumnDataSource
+    heat: ColumnDataSource
+    links: ColumnDataSource
+    state: ColumnDataSource
+    tag_heat: ColumnDataSource
+    heat_mapper: LinearColorMapper
+    tag_mapper: LinearColorMapper
+    text_div: Div
+    info_div: Div
+    summary_div: Div
+    title_div: Div
+    heat_figure: Any
+    bars_figure: Any
+    tag_figure: Any
+    layout: Any
+    args: dict = field(default_factory=dict)
+    ready: CustomJS | None = None
+    evidence_select: Select | None = None
+    suppression_figure: Any = None
+    tokens: ColumnDataSource | None = None
+    token_state: ColumnDataSource | None = None
+    token_figure: Any = None
+    route_figure: Any = None
+    route_edges: ColumnDataSource | None = None
+
+
+# ---------------------------------------------------------------------------- data for the sources
+
+
+def text_pieces(data: ExploreData) -> tuple[list[str], list[str], str]:
+    """The trace text cut at the sentence spans, HTML-escaped.
+
+    Returns:
+        `(gaps, bodies, tail)`: `gaps[i]` is the text between sentence `i - 1` and sentence `i`,
+        `bodies[i]` the text of sentence `i` (from `data.text` and its span), `tail` what follows the
+        last sentence. Concatenated in order they give back `data.text`.
+    """
+    gaps, bodies, position = [], [], 0
+    for start, end in data.char_spans:
+        gaps.append(html.escape(data.text[position:start]))
+        bodies.append(html.escape(data.text[start:end]))
+        position = end
+    return gaps, bodies, html.escape(data.text[position:])
+
+
+def fade(confidence: np.ndarray, corrected: list[bool]) -> np.ndarray:
+    """Colour strength per sentence from its tag confidence: 1 at probability 1 (and for a corrected or
+    hand-given tag of unknown confidence), 0.25 at probability 0."""
+    strength = 0.25 + 0.75 * np.nan_to_num(confidence, nan=1.0)
+    return np.where(np.asarray(corrected, dtype=bool), 1.0, strength)
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _top_receiver_heads(data: ExploreData, count: int = 3) -> list[str]:
+    """Per sentence, the receiver heads that give it its highest vertical scores, e.g. 'L12.H3, L9.H0'."""
+    layers, heads = zip(*data.receiver_heads, strict=True)
+    scores = data.vertical_scores[list(layers), list(heads)]  # [R, S]
+    out = []
+    for j in range(data.n_sentences):
+        column_j = scores[:, j]
+        if np.isnan(column_j).all():
+            out.append("")
+            continue
+        order = np.argsort(-np.nan_to_num(column_j, nan=-np.inf), kind="stable")[:count]
+        out.append(", ".join(f"L{data.receiver_heads[r][0]}.H{data.receiver_heads[r][1]}" for r in order))
+    return out
+
+
+def sentence_columns(data: ExploreData, scores: np.ndarray, hidden: set[str] = frozenset()) -> dict:
+    """Columns of the shared per-sentence source (one row per sentence).
+
+    Args:
+        data: The trace data (its current tags, corrections and confidences).
+        scores: `[S]` the scores the anchor bars show (`matrices.select_scores`).
+        hidden: Tags the tag filter dims.
+    """
+    corrected = data.corrected
+    strength = fade(data.tag_confidence, corrected)
+    shown = np.array([t not in hidden for t in data.tags])
+    alpha = strength * np.where(shown, 1.0, DIMMED_ALPHA)
+    tagger = data.tagger_tags or data.tags
+    spans = data.token_spans or [(-1, -1)] * data.n_sentences
+    columns = {
+        "index": np.arange(data.n_sentences),
+        "sentence": data.sentences,
+        "short": [_short(s, 120) for s in data.sentences],
+        "tip": [_short(s, 60) for s in data.sentences],
+        "tag": list(data.tags),
+        "tagger_tag": list(tagger),
+        "color": [data.tag_color(t) for t in data.tags],
+        "confidence": data.tag_confidence.astype(np.float64),
+        "fade": strength,
+        "corrected": np.array(corrected, dtype=np.int8),
+        "shown": shown.astype(np.int8),
+        "alpha": alpha,
+        "alpha_dim": 0.45 * alpha,
+        "anchor": data.anchor_scores.astype(np.float64),
+        "bar": np.asarray(scores, dtype=np.float64),
+        "top_heads": _top_receiver_heads(data),
+        "token_start": np.array([s for s, _ in spans], dtype=np.int64),
+        "token_end": np.array([e for _, e in spans], dtype=np.int64),
+    }
+    for k, name in enumerate(data.evidence):
+        columns[f"ev_{k}"] = data.evidence[name]
+    return columns
+
+
+def heat_data(matrix: np.ndarray, max_size: int = MAX_HEATMAP_SIZE) -> dict:
+    """Image-glyph columns for one `[S, S]` matrix, pooled to at most `max_size` bins per axis.
+
+    The image covers data coordinates `0..S` on both axes whatever the pooling, so a tap at `(x, y)`
+    is sentence `floor(x)` (attended) and `floor(y)` (attending). Cells above the diagonal are NaN
+    (drawn transparent).
+    """
+    size = matrix.shape[0]
+    pooled = downsample(np.nan_to_num(matrix, nan=0.0), max_size).copy()
+    pooled[np.triu_indices(pooled.shape[0], k=1)] = np.nan
+    return {"image": [pooled], "x": [0.0], "y": [0.0], "dw": [float(size)], "dh": [float(size)]}
+
+
+def links_data(matrix: np.ndarray, k: int = LINKS_PER_SENTENCE) -> dict:
+    """Flat `[S * k]` columns of every sentence's strongest links in `matrix` (-1 / 0 where fewer):
+    `to`/`to_w` the earlier sentences it attends to most, `by`/`by_w` the later ones attending to it."""
+    size = matrix.shape[0]
+    to, by = np.full((size, k), -1, np.int32), np.full((size, k), -1, np.int32)
+    to_w, by_w = np.zeros((size, k)), np.zeros((size, k))
+    for i in range(size):
+        attends_to, attended_by = top_links(matrix, i, k)
+        to[i, : len(attends_to)] = attends_to
+        by[i, : len(attended_by)] = attended_by
+        to_w[i, : len(attends_to)] = matrix[i, attends_to]
+        by_w[i, : len(attended_by)] = matrix[attended_by, i]
+    return {"to": to.ravel(), "to_w": to_w.ravel(), "by": by.ravel(), "by_w": by_w.ravel()}
+
+
+def bars_title(data: ExploreData, layer: int | None, head: int | None) -> str:
+    """What the anchor bars show for a (layer, head) pick, in words."""
+    variant = data.meta.get("score_variant", "unspecified")
+    scored = f"{int(data.scored.sum())} of {data.n_sentences} sentences scored"
+    if layer is None:
+        heads = f"{len(data.receiver_heads)} receiver heads"
+        if data.meta.get("receiver_heads_source") == "all heads":
+            heads = f"all {len(data.receiver_heads)} heads (too few scored sentences to pick receiver heads)"
+        return f"anchor score: mean '{variant}' vertical score over {heads}; {scored}"
+    if head is None:
+        return (
+            f"{data.layer_labels[layer]}: mean '{variant}' vertical score of its {data.n_heads} heads "
+            f"(not the receiver-head anchor score); {scored}"
+        )
+    return (
+        f"{data.layer_labels[layer]}, {data.head_labels[head]}: its '{variant}' vertical score "
+        f"(not the receiver-head anchor score); {scored}"
+    )
+
+
+def state_data(
+    data: ExploreData, matrix: np.ndarray, layer: int | None, head: int | None, max_size: int, note: str = ""
+) -> dict:
+    """The one-row source describing the matrix shown: label, colour scale, pooling, bar title."""
+    scale = color_scale(matrix)
+    values = tag_attention(matrix, data.tags, data.tags_present())
+    finite = values[np.isfinite(values)]
+    return {
+        "label": [matrix_label(data, layer, head)],
+        "high": [scale.high],
+        "clipped": [scale.clipped],
+        "cells": [scale.cells],
+        "rule": [scale.rule],
+        "bins": [min(data.n_sentences, max_size)],
+        "bars_title": [bars_title(data, layer, head)],
+        "tag_high": [float(finite.max()) if finite.size and finite.max() > 0 else 1.0],
+        "note": [note],
+    }
+
+
+def tag_heat_data(data: ExploreData, matrix: np.ndarray) -> dict:
+    """Columns of the tag x tag map for the tags present (row-major: from, to); NaN where no pair."""
+    tags = data.tags_present()
+    values = tag_attention(matrix, data.tags, tags).ravel()
+    return {
+        "from_tag": [a for a in tags for _ in tags],
+        "to_tag": [b for _ in tags for b in tags],
+        "value": values,
+        "text": [f"{v:.4g}" if np.isfinite(v) else "no such pair of sentences" for v in values],
+    }
+
+
+def token_data(data: ExploreData, r: int, i: int | None, max_rows: int = MAX_TOKEN_ROWS) -> tuple[dict, dict]:
+    """The token view's image and state for recorded head `r` and sentence `i` (None: nothing selected).
+
+    Only the selected sentence's query rows (pooled to at most `max_rows`) over the text's key bins
+    travel: `[n, B]` numbers, never T x T.
+    """
+    view = data.token_view
+    layer, head = view.heads[r]
+    label = f"{data.layer_labels[layer]}, {data.head_labels[head]}"
+    t = len(view.tokens)
+    if i is None:
+        image = np.full((1, view.n_bins), np.nan, dtype=np.float32)
+        return (
+            {"image": [image], "x": [0.0], "y": [0.0], "dw": [float(t)], "dh": [1.0]},
+            {
+                "title": [f"token attention ({label}): select a sentence"],
+                "rows": [[]],
+                "n": [0],
+                "sentence": [-1],
+            },
+        )
+    rows, starts = sentence_token_rows(view, r, data.token_spans[i], max_rows)
+    if rows.shape[0] == 0:
+        rows, starts = np.full((1, view.n_bins), np.nan, dtype=np.float32), []
+    return (
+        {"image": [rows], "x": [0.0], "y": [0.0], "dw": [float(t)], "dh": [float(rows.shape[0])]},
+        {
+            "title": [f"token attention of sentence #{i} ({label})"],
+            "rows": [[view.tokens[p] for p in starts]],
+            "n": [len(starts)],
+            "sentence": [i],
+        },
+    )
+
+
+# ---------------------------------------------------------------------------- browser-side rendering
+
+# The one renderer of every HTML part, shared by the explorer and the report. Every CustomJS of the views
+# gets the same `args` (the sources, the Divs, constants) and this prelude, then one entry line.
+_JS_LIB = r"""
+const consts = JSON.parse(consts_json);
+const S = sentences.data.index.length;
+function esc(s) {
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+function sel() { const s = sentences.selected.indices; return s.length ? s[0] : null; }
+function finite(v) { return v !== null && v !== undefined && Number.isFinite(Number(v)); }
+function fmt(v, digits) { return finite(v) ? Number(v).toPrecision(digits || 4) : 'n/a'; }
+function hex2(a) { return Math.max(0, Math.min(255, Math.round(a * 255))).toString(16).padStart(2, '0'); }
+function notScored() {
+  return `not scored (fewer than ${consts.min_later} later sentences beyond the ${consts.proximity_ignore} nearest)`;
+}
+function confidenceText(i) {
+  const d = sentences.data;
+  if (d.corrected[i]) return `corrected by hand (the tagger said ${d.tagger_tag[i]})`;
+  return finite(d.confidence[i]) ? `tagger probability ${Number(d.confidence[i]).toFixed(2)}` : 'tagger probability not known';
+}
+function badge(i) {
+  const d = sentences.data;
+  return `<span class='sw-tag' style='background:${d.color[i]}${hex2(0.15 + 0.45 * d.fade[i])};padding:0 4px;border-radius:3px'>${esc(d.tag[i])}</span>`;
+}
+function register() {
+  window.__sw_sources = window.__sw_sources || {};
+  window.__sw_sources[sentences.id] = sentences;
+}
+function clickCode(i) {
+  // Div content cannot carry Bokeh callbacks: a click selects through the registered source.
+  return `window.__sw_sources['${sentences.id}'].selected.indices=[${i}]`;
+}
+function renderText() {
+  register();
+  const d = sentences.data, s = sel(), parts = [];
+  for (let i = 0; i < S; i++) {
+    let style = `background:${d.color[i]}${hex2(0.1 + 0.4 * d.fade[i])};border-radius:3px;padding:0 1px;cursor:pointer;`;
+    if (i === s) style += `outline:2px solid ${consts.selected_color};font-weight:600;`;
+    if (!d.shown[i]) style += `opacity:${consts.dimmed_alpha};`;
+    if (d.corrected[i]) style += 'text-decoration:underline dotted;';
+    const cls = i === s ? 'sw-sentence sw-selected' : 'sw-sentence';
+    const title = `#${i} ${d.tag[i]}: ${confidenceText(i)}`;
+    parts.push(gaps[i] + `<span class="${cls}" data-sw-index="${i}" data-sw-tag="${esc(d.tag[i])}" ` +
+      `title="${esc(title)}" style="${style}" onclick="${clickCode(i)}">${bodies[i]}</span>`);
+  }
+  text_div.text = `<div class="sw-text" style="white-space:pre-wrap;line-height:1.5">${parts.join('')}${tail}</div>`;
+  setTimeout(() => {
+    // keep the selected sentence in sight inside the scrolling text view
+    if (!(window.Bokeh && Bokeh.index && Bokeh.index.find_one)) return;
+    const view = Bokeh.index.find_one(text_div);
+    const root = view && (view.shadow_el || view.el.shadowRoot || view.el);
+    const el = root && root.querySelector('.sw-selected');
+    if (el) el.scrollIntoView({block: 'nearest'});
+  }, 0);
+}
+function linkItems(list, weights) {
+  const d = sentences.data, items = [];
+  for (let k = 0; k < list.length; k++) {
+    const j = list[k];
+    if (j < 0) continue;
+    items.push(`<li><a class='sw-link' data-sw-index='${j}' style='color:${d.color[j]};cursor:pointer' onclick="${clickCode(j)}"><b>#${j}</b></a> ` +
+      `(${fmt(weights[k], 3)}) ${esc(d.short[j].length > 90 ? d.short[j].slice(0, 87) + '...' : d.short[j])} <i>${esc(d.tag[j])}</i></li>`);
+  }
+  return items.length ? items.join('') : '<li>none</li>';
+}
+function renderInfo() {
+  const i = sel();
+  if (i === null) {
+    info_div.text = `<div class='sw-info'><i>${consts.help}</i></div>`;
+    return;
+  }
+  const d = sentences.data, L = links.data, k = consts.links_per_sentence, st = state.data;
+  const part = (a) => Array.from(a.slice(i * k, i * k + k));
+  const anchor = finite(d.anchor[i]) ? fmt(d.anchor[i]) : notScored();
+  let scores = `<tr><td>anchor score (${esc(consts.variant)}, receiver heads)</td><td>${anchor}</td></tr>`;
+  if (st.label[0] !== consts.receiver_label) {
+    scores += `<tr><td>bar value (${esc(st.label[0])})</td><td>${finite(d.bar[i]) ? fmt(d.bar[i]) : 'not scored'}</td></tr>`;
+  }
+  if (d.top_heads[i]) scores += `<tr><td>its strongest receiver heads</td><td>${esc(d.top_heads[i])}</td></tr>`;
+  for (let e = 0; e < consts.evidence.length; e++) {
+    scores += `<tr><td>${esc(consts.evidence[e])}</td><td>${fmt(d['ev_' + e][i])}</td></tr>`;
+  }
+  info_div.text = `<div class='sw-info' data-sw-index='${i}'><b>Sentence #${i}</b> ${badge(i)} ` +
+    `<span style='color:#555'>${esc(confidenceText(i))}</span>` +
+    `<table class='sw-scores' style='font-size:12px'>${scores}</table>` +
+    `<blockquote style='margin:4px 8px'>${esc(d.sentence[i])}</blockquote>` +
+    `<b>Attends to most</b> (${esc(st.label[0])})<ul style='margin:2px'>${linkItems(part(L.to), part(L.to_w))}</ul>` +
+    `<b>Attended to most by</b><ul style='margin:2px'>${linkItems(part(L.by), part(L.by_w))}</ul></div>`;
+}
+function renderHighlight() {
+  const i = sel();
+  for (const h of highlights) {
+    h.data = i === null ? {x: [], y: [], w: [], h: []} : {x: [i + 0.5, S / 2], y: [S / 2, i + 0.5], w: [1, S], h: [S, 1]};
+  }
+}
+function renderState() {
+  const st = state.data;
+  heat_mapper.high = st.high[0];
+  tag_mapper.high = st.tag_high[0];
+  heat_figure.title.text = 'sentence attention: ' + st.label[0];
+  bars_figure.title.text = st.bars_title[0];
+  const per = S / st.bins[0];
+  const pooled = st.bins[0] < S ? ` Pooled to ${st.bins[0]} x ${st.bins[0]} pixels: each is the mean over about ${per.toFixed(1)} x ${per.toFixed(1)} sentence pairs.` : '';
+  heat_note.text = `<div class='sw-note' style='font-size:11px;color:#444'>Colour: mean token attention probability from sentence i's tokens to sentence j's ` +
+    `(pruned entries count as 0), linear from 0 to ${fmt(st.high[0], 3)} (the ${esc(st.rule[0])}). ` +
+    `<span class='sw-clipped'>${st.clipped[0]} of ${st.cells[0]} cells lie above that and are drawn <b style='color:${consts.over_color}'>magenta</b>` +
+    ` (mostly the diagonal: a sentence attending to itself).</span>${pooled} ` +
+    `Hover a cell for both sentences; <b>click a cell to select its column j</b> (the attended sentence).` +
+    (st.note[0] ? ` ${esc(st.note[0])}` : '') + `</div>`;
+}
+function scoredCounts() {
+  const d = sentences.data;
+  let n = 0;
+  for (let i = 0; i < S; i++) if (finite(d.anchor[i])) n++;
+  return n;
+}
+function renderSummary() {
+  const d = sentences.data, groups = new Map();
+  for (const t of consts.vocabulary) groups.set(t, []);
+  for (let i = 0; i < S; i++) { if (!groups.has(d.tag[i])) groups.set(d.tag[i], []); groups.get(d.tag[i]).push(d.anchor[i]); }
+  let rows = '';
+  for (const [tag, values] of groups) {
+    if (!values.length) continue;
+    const f = values.filter(finite).map(Number);
+    const mean = f.length ? fmt(f.reduce((a, b) => a + b, 0) / f.length) : 'n/a';
+    const max = f.length ? fmt(Math.max(...f)) : 'n/a';
+    const color = consts.tag_colors[tag] || consts.fallback_color;
+    rows += `<tr data-sw-tag='${esc(tag)}'><td><span style='background:${color};display:inline-block;width:10px;height:10px'></span> ${esc(tag)}</td>` +
+      `<td align='right'>${values.length}</td><td align='right' class='sw-scored'>${f.length} of ${values.length}</td><td align='right'>${mean}</td><td align='right'>${max}</td></tr>`;
+  }
+  const n = scoredCounts();
+  const why = n < S ? ` The last ${S - n} cannot be scored: ${notScored()}; they are left out of the means, not counted as 0.` : '';
+  summary_div.text = `<div class='sw-summary-note' style='font-size:12px'><b>${n} scored of ${S} sentences</b>.${why}${consts.heads_note ? ' ' + esc(consts.heads_note) : ''}</div>` +
+    `<table class='sw-summary' style='border-collapse:collapse;font-size:12px'><tr><th align='left'>function tag</th><th>sentences</th><th>scored</th>` +
+    `<th>mean anchor</th><th>max anchor</th></tr>${rows}</table>`;
+}
+function renderEvidence() {
+  if (!evidence_div) return;
+  const d = sentences.data, s = sel();
+  const order = [];
+  for (let i = 0; i < S; i++) if (finite(d.anchor[i])) order.push(i);
+  order.sort((a, b) => (d.anchor[b] - d.anchor[a]) || (a - b));
+  if (!order.length) {
+    evidence_div.text = `<div class='sw-evidence'><i>No sentence has an anchor score, so there are no anchors to list: ${notScored()} holds for every sentence of this trace.</i></div>`;
+    return;
+  }
+  let head = `<tr><th>#</th><th>tag</th><th>anchor score</th><th>strongest receiver heads</th>`;
+  for (const name of consts.evidence) head += `<th>${esc(name)}</th>`;
+  let rows = '';
+  for (const i of order.slice(0, consts.evidence_rows)) {
+    let cells = `<td><a style='cursor:pointer' onclick="${clickCode(i)}">#${i}</a></td><td>${badge(i)}</td><td>${fmt(d.anchor[i])}</td><td>${esc(d.top_heads[i])}</td>`;
+    for (let e = 0; e < consts.evidence.length; e++) cells += `<td>${fmt(d['ev_' + e][i])}</td>`;
+    rows += `<tr class='sw-evidence-row' data-sw-index='${i}'${i === s ? " style='outline:2px solid " + consts.selected_color + "'" : ''}>${cells}</tr>`;
+  }
+  evidence_div.text = `<div class='sw-evidence' style='font-size:12px'><b>Top anchors and the evidence beside them</b>` +
+    `<table style='border-collapse:collapse'>${head}</tr>${rows}</table></div>`;
+}
+function renderScatter() {
+  if (!scatter) return;
+  const d = sentences.data, name = evidence_select.value, e = consts.evidence.indexOf(name);
+  const cols = {x: [], y: [], index: [], color: [], short: []};
+  if (e >= 0) {
+    const y = d['ev_' + e];
+    for (let i = 0; i < S; i++) {
+      if (!finite(d.anchor[i]) || !finite(y[i])) continue;
+      cols.x.push(d.anchor[i]); cols.y.push(y[i]); cols.index.push(i); cols.color.push(d.color[i]); cols.short.push(d.tip[i]);
+    }
+  }
+  scatter.data = cols;
+  scatter_yaxis.axis_label = name;
+  const r = consts.spearman[name];
+  scatter_note.text = `<div class='sw-spearman' style='font-size:12px'>` + (r && r[0] !== null ?
+    `Spearman rho = <b>${Number(r[0]).toFixed(3)}</b> over ${r[1]} sentences with both scores (computed in Python).` :
+    `Spearman rho: not defined (${r ? r[1] : 0} sentences with both scores; needs 3 and varying values).`) + `</div>`;
+}
+function renderUnscored() {
+  const d = sentences.data, cols = {x: [], y: [], tip: []};
+  for (let i = 0; i < S; i++) if (!finite(d.bar[i])) { cols.x.push(i); cols.y.push(0); cols.tip.push(d.tip[i]); }
+  unscored.data = cols;
+}
+function renderTokens() {
+  if (!token_state) return;
+  const ts = token_state.data;
+  token_figure.title.text = ts.title[0];
+}
+function selectAt(x) {
+  const j = Math.floor(x);
+  if (j >= 0 && j < S) sentences.selected.indices = [j];
+}
+function renderAll() { renderText(); renderInfo(); renderHighlight(); renderState(); renderSummary(); renderEvidence(); renderScatter(); renderUnscored(); renderTokens(); }
+"""
+
+_ENTRIES = {
+    "ready": "renderAll();",
+    "select": "renderText(); renderInfo(); renderHighlight(); renderEvidence();",
+    "data": "renderText(); renderInfo(); renderSummary(); renderEvidence(); renderScatter(); renderUnscored();",
+    "links": "renderInfo();",
+    "state": "renderState(); renderInfo();",
+    "tokens": "renderTokens();",
+    "evidence": "renderScatter();",
+    "tap": "selectAt(cb_obj.x);",
+    "scatter_tap": "const k = scatter.selected.indices; if (k.length) { sentences.selected.indices = [scatter.data.index[k[0]]]; }",
+}
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _index_hover(sentences: ColumnDataSource, axis: str) -> CustomJSHover:
+    # floor, not round: the cell under the cursor at y = 40.8 is row 40 (a rounding formatter showed 41)
+    return CustomJSHover(
+        args=dict(sentences=sentences),
+        code="const i = Math.floor(value); const d = sentences.data;"
+        "return (i >= 0 && i < d.tip.length) ? '#' + i + ' ' + d.tip[i] : '';",
+    )
+
+
+def _heat_figure(
+    name: str,
+    title: str,
+    size: int,
+    image_source: ColumnDataSource,
+    highlight: ColumnDataSource,
+    mapper: LinearColorMapper,
+    sentences: ColumnDataSource,
+    unit: str,
+    backend: str,
+):
+    fig = figure(
+        name=name,
+        width=HALF_WIDTH,
+        height=HALF_WIDTH,
+        x_range=Range1d(0, size, bounds=(0, size)),
+        y_range=Range1d(size, 0, bounds=(0, size)),
+        tools="pan,wheel_zoom,box_zoom,reset",
+        title=title,
+        x_axis_label="attended sentence j",
+        y_axis_label="attending sentence i",
+        output_backend=backend,
+    )
+    image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=image_source)
+    fig.add_tools(
+        HoverTool(
+            renderers=[image],
+            tooltips=[
+                ("i (attending)", "$y{custom}"),
+                ("j (attended)", "$x{custom}"),
+                ("value", "@image{0.0000}"),
+            ],
+            formatters={"$y": _index_hover(sentences, "y"), "$x": _index_hover(sentences, "x")},
+        ),
+        SaveTool(filename=name),
+    )
+    fig.rect(
+        x="x",
+        y="y",
+        width="w",
+        height="h",
+        source=highlight,
+        fill_alpha=0.0,
+        line_color=SELECTED_COLOR,
+        line_width=2,
+    )
+    fig.add_layout(ColorBar(color_mapper=mapper, title=unit, width=10, title_text_font_size="10px"), "right")
+    fig.toolbar.logo = None
+    fig.grid.visible = False
+    return fig
+
+
+def _bars_figure(data: ExploreData, sentences: ColumnDataSource, unscored: ColumnDataSource, backend: str):
+    fig = figure(
+        name="sw_anchor_bars",
+        width=FULL_WIDTH,
+        height=230,
+        x_range=Range1d(-1, data.n_sentences),
+        tools="xpan,xwheel_zoom,reset",
+        title=bars_title(data, None, None),
+        x_axis_label="sentence (click a bar to select it; faded colour = low tag confidence; x = not scored)",
+        output_backend=backend,
+    )
+    bars = fig.vbar(
+        x="index",
+        top="bar",
+        width=0.85,
+        source=sentences,
+        fill_color="color",
+        line_color=None,
+        fill_alpha="alpha",
+        name="sw_bars",
+    )
+    bars.selection_glyph = bars.glyph.clone(line_color=SELECTED_COLOR, line_width=2, fill_alpha="alpha")
+    bars.nonselection_glyph = bars.glyph.clone(fill_alpha="alpha_dim")
+    marks = fig.scatter(
+        x="x", y="y", source=unscored, marker="x", size=7, color="#888888", name="sw_unscored"
+    )
+    fig.add_tools(
+        TapTool(renderers=[bars]),
+        HoverTool(
+            renderers=[bars],
+            tooltips=[
+                ("#", "@index"),
+                ("tag", "@tag (tagger probability @confidence{0.00})"),
+                ("score", "@bar{0.0000}"),
+                ("", "@short"),
+            ],
+        ),
+        HoverTool(
+            renderers=[marks],
+            tooltips=[("#", "@x"), ("", "not scored: too few later sentences"), ("", "@tip")],
+        ),
+        SaveTool(filename="sw_anchor_bars"),
+    )
+    fig.toolbar.logo = None
+    fig.xgrid.visible = False
+    return fig
+
+
+def _tag_figure(data: ExploreData, tag_heat: ColumnDataSource, mapper: LinearColorMapper, backend: str):
+    tags = data.tags_present()
+    fig = figure(
+        name="sw_tag_heatmap",
+        width=HALF_WIDTH,
+        height=360,
+        x_range=tags,
+        y_range=list(reversed(tags)),
+        tools="hover",
+        tooltips=[("from", "@from_tag"), ("to", "@to_tag"), ("mean attention", "@text")],
+        title="tag to tag attention (mean over sentence pairs)",
+        x_axis_label="attended (earlier) tag",
+        y_axis_label="attending tag",
+        output_backend=backend,
+    )
+    fig.rect(
+        x="to_tag",
+        y="from_tag",
+        width=1,
+        height=1,
+        source=tag_heat,
+        line_color=None,
+        fill_color=transform("value", mapper),
+    )
+    fig.add_layout(
+        ColorBar(
+            color_mapper=mapper,
+            title="mean token attention probability",
+            width=10,
+            title_text_font_size="10px",
+        ),
+        "right",
+    )
+    fig.add_tools(SaveTool(filename="sw_tag_heatmap"))
+    fig.xaxis.major_label_orientation = 0.9
+    fig.toolbar.logo = None
+    fig.grid.visible = False
+    return fig
+
+
+def route_edge_sentences(data: ExploreData, keys: list[int], queries: list[int]) -> list[int]:
+    """Per route edge, the sentence a tap on it selects: the one holding its key token (the token read),
+    else the one holding its query token; -1 for neither (or no `data.token_spans`)."""
+    out = []
+    for key, query in zip(keys, queries, strict=True):
+        sentence = data.sentence_of(key)
+        if sentence is None:
+            sentence = data.sentence_of(query)
+        out.append(-1 if sentence is None else sentence)
+    return out
+
+
+_JS_ROUTE_TAP = """
+const k = edges.selected.indices;
+if (!k.length) return;
+const j = edges.data.sentence[k[0]];
+if (j >= 0 && !(sentences.selected.indices.length === 1 && sentences.selected.indices[0] === j)) {
+  sentences.selected.indices = [j];
+}
+"""
+
+
+def _route_view(data: ExploreData, sentences: ColumnDataSource, backend: str):
+    """The needle route figure of `data.route`, its edges linked to the sentences when token spans are known."""
+    from stream_widgets.views.routes import route_figure
+
+    fig = route_figure(data.route, width=FULL_WIDTH, height=360)
+    fig.output_backend = backend
+    edges = fig.select_one({"name": "sw_route_edges"})
+    segments = fig.select_one({"name": "sw_route_segments"})
+    edges.data["sentence"] = route_edge_sentences(data, list(edges.data["key"]), list(edges.data["query"]))
+    if data.token_spans is None:
+        fig.title.text += " (no token spans: not linked to the sentences)"
+    else:
+        fig.title.text += "; tap an edge to select the sentence it reads"
+        fig.add_tools(TapTool(renderers=[segments]))
+        hover = next(t for t in fig.tools if isinstance(t, HoverTool))
+        hover.tooltips = [*hover.tooltips, ("sentence", "#@sentence")]
+        edges.selected.js_on_change(
+            "indices", CustomJS(args=dict(edges=edges, sentences=sentences), code=_JS_ROUTE_TAP)
+        )
+    fig.toolbar.logo = None
+    return fig, edges
+
+
+def _token_figure(data: ExploreData, tokens: ColumnDataSource, token_state: ColumnDataSource, backend: str):
+    view = data.token_view
+    t = len(view.tokens)
+    mapper = LinearColorMapper(palette=Magma256[::-1], low=0.0, high=1.0, nan_color=(0, 0, 0, 0))
+    fig = figure(
+        name="sw_token_heatmap",
+        width=HALF_WIDTH,
+        height=300,
+        x_range=Range1d(0, t, bounds=(0, t)),
+        tools="xpan,xwheel_zoom,reset",
+        title="token attention: select a sentence",
+        x_axis_label=f"key token position (the text's {t} tokens in {view.n_bins} bins)",
+        y_axis_label="query tokens of the sentence",
+        output_backend=backend,
+    )
+    fig.y_range.flipped = True
+    image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=tokens)
+    edges = [int(e) for e in view.bin_edges]
+    bin_text = view.bin_text(data.text, [])
+    key_hover = CustomJSHover(
+        args=dict(edges=edges, text=bin_text),
+        code="let b = 0; while (b + 1 < edges.length - 1 && edges[b + 1] <= value) b++;"
+        "return 'tokens ' + edges[b] + '-' + (edges[b + 1] - 1) + ': ' + text[b];",
+    )
+    row_hover = CustomJSHover(
+        args=dict(state=token_state),
+        code="const r = Math.floor(value); const rows = state.data.rows[0];"
+        "return (r >= 0 && r < rows.length) ? JSON.stringify(rows[r]) : '';",
+    )
+    fig.add_tools(
+        HoverTool(
+            renderers=[image],
+            tooltips=[
+                ("query token", "$y{custom}"),
+                ("keys", "$x{custom}"),
+                ("attention mass", "@image{0.0000}"),
+            ],
+            formatters={"$x": key_hover, "$y": row_hover},
+        ),
+        SaveTool(filename="sw_token_heatmap"),
+    )
+    fig.add_layout(
+        ColorBar(
+            color_mapper=mapper,
+            title="attention probability summed over the bin",
+            width=10,
+            title_text_font_size="10px",
+        ),
+        "right",
+    )
+    fig.toolbar.logo = None
+    fig.grid.visible = False
+    return fig, mapper
+
+
+def _heads_note(data: ExploreData) -> str:
+    if data.meta.get("receiver_heads_source") == "all heads":
+        return (
+            "Receiver heads could not be picked from this trace (kurtosis needs 4 or more scored sentences); "
+            f"the anchor score is the mean over all {len(data.receiver_heads)} heads instead."
+        )
+    return ""
+
+
+def _title_html(data: ExploreData) -> str:
+    meta = data.meta
+    facts = [f"{data.n_sentences} sentences", f"{data.n_layers} layers x {data.n_heads} heads"]
+    if "model" in meta:
+        facts.insert(0, f"model {html.escape(str(meta['model']))}")
+    if "tokens" in meta:
+        facts.insert(1, f"{int(meta['tokens'])} tokens")
+    if "sparsity" in meta:
+        facts.append(f"sparsity {float(meta['sparsity']):.1%}")
+    facts.append(f"anchor score: {html.escape(str(meta.get('score_variant', 'unspecified variant')))}")
+    if meta.get("synthetic"):
+        facts.append("<b>synthetic data</b>")
+    title = html.escape(str(meta.get("title", "Thought anchors and function tags")))
+    return f"<h3 style='margin:0'>{title}</h3><div style='color:#555'>{' | '.join(facts)}</div>"
+
+
+_HELP = (
+    "Click a sentence, an anchor bar, a heatmap cell (it selects its column j: the attended sentence), "
+    "a scatter point or a route edge: it is selected in every view."
+)
+
+
+def browser_json(value) -> str:
+    # plain JSON for the browser: Bokeh would turn a dict argument into a JS Map
+    import json
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float | np.floating):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
+
+
+def _half(*children):
+    return column(*children, width=HALF_WIDTH)
+
+
+def _wrap(*children, name: str | None = None):
+    # CSS flex wrap: side by side from about 2 * HALF_WIDTH + margins (~900 px), one column below.
+    return row(*children, styles={"flex-wrap": "wrap", "gap": "12px"}, **({"name": name} if name else {}))
+
+
+def build_views(
+    data: ExploreData,
+    matrix: np.ndarray,
+    layer: int | None = None,
+    head: int | None = None,
+    max_size: int = MAX_HEATMAP_SIZE,
+    *,
+    controls: list | None = None,
+    state_note: str = "",
+    output_backend: str = "canvas",
+) -> Views:
+    """Build the linked Bokeh views, showing `matrix` (that of `layer`, `head`) and nothing selected.
+
+    Args:
+        data: The trace data.
+        matrix: `[S, S]` matrix shown first (see `matrices.select_matrix`).
+        layer, head: Which matrix it is (None: the receiver-head average / the mean of the heads).
+        max_size: Largest heatmap side in bins.
+        controls: Bokeh widgets to place above the views (the report's pickers).
+        state_note: A sentence added to the heatmap's note (e.g. the report's pooling to fit its budget).
+        output_backend: ``"canvas"`` (the figures' save tool writes PNG) or ``"svg"`` (it writes SVG).
+
+    Returns:
+        The `Views`; `Views.layout` is the root to embed.
+    """
+    if output_backend not in ("canvas", "svg"):
+        raise ValueError(
+            f"output_backend must be 'canvas' (PNG export) or 'svg' (SVG export), got {output_backend!r}"
+        )
+    backend = output_backend
+    size = data.n_sentences
+    sentences = ColumnDataSource(
+        sentence_columns(data, select_scores(data, layer, head)), name="sw_sentences"
+    )
+    heat = ColumnDataSource(heat_data(matrix, max_size), name="sw_heat")
+    links = ColumnDataSource(links_data(matrix), name="sw_links")
+    state = ColumnDataSource(state_data(data, matrix, layer, head, max_size, state_note), name="sw_state")
+    highlight = ColumnDataSource({"x": [], "y": [], "w": [], "h": []}, name="sw_highlight")
+    unscored = ColumnDataSource({"x": [], "y": [], "tip": []}, name="sw_unscored_marks")
+    tag_heat = ColumnDataSource(tag_heat_data(data, matrix), name="sw_tag_heat")
+    heat_mapper = LinearColorMapper(
+        palette=Viridis256,
+        low=0.0,
+        high=state.data["high"][0],
+        nan_color=(0, 0, 0, 0),
+        high_color=OVER_SCALE_COLOR,
+    )
+    tag_mapper = LinearColorMapper(
+        palette=Viridis256, low=0.0, high=state.data["tag_high"][0], nan_color=NO_PAIR_COLOR
+    )
+    heat_figure = _heat_figure(
+        "sw_heatmap",
+        "sentence attention",
+        size,
+        heat,
+        highlight,
+        heat_mapper,
+        sentences,
+        "mean token attention probability",
+        backend,
+    )
+    bars_figure = _bars_figure(data, sentences, unscored, backend)
+    tag_figure = _tag_figure(data, tag_heat, tag_mapper, backend)
+
+    def div(name: str, width: int = HALF_WIDTH, **kwargs) -> Div:
+        # disable_math: trace text is full of "$"; BokehJS would otherwise fetch MathJax from a CDN.
+        return Div(text="", name=name, width=width, disable_math=True, **kwargs)
+
+    text_div = div(
+        "sw_text",
+        height=HALF_WIDTH,
+        styles={"overflow-y": "auto", "font-size": "13px", "border": "1px solid #ddd", "padding": "4px"},
+    )
+    info_div = div("sw_info", styles={"font-size": "12px"})
+    summary_div = div("sw_summary")
+    heat_note = div("sw_heat_note")
+    tag_note = div("sw_tag_note")
+    tag_note.text = (
+        "<div class='sw-note' style='font-size:11px;color:#444'>Cell (a, b): mean attention from sentences "
+        "tagged a to earlier sentences tagged b, over the matrix shown. <span style='background:"
+        f"{NO_PAIR_COLOR}'>&nbsp;grey&nbsp;</span> cells have no such pair of sentences (no sentence tagged a "
+        "comes after one tagged b), so no mean exists. Tags as built; corrections made on the page show in "
+        "the text, the bars and the summary, and here once the report is rebuilt.</div>"
+    )
+    title_div = Div(text=_title_html(data), name="sw_title", width=FULL_WIDTH, disable_math=True)
+    help_div = Div(
+        text=f"<div style='font-size:12px;color:#333'>{_HELP}</div>", name="sw_help", width=FULL_WIDTH
+    )
+
+    evidence_div = scatter = scatter_note = scatter_yaxis = evidence_select = None
+    evidence_parts = []
+    names = list(data.evidence)
+    if names:
+        evidence_div = div("sw_evidence")
+        scatter = ColumnDataSource(
+            {"x": [], "y": [], "index": [], "color": [], "short": []}, name="sw_scatter"
+        )
+        evidence_select = Select(
+            title="evidence score",
+            value=names[0],
+            options=names,
+            name="sw_evidence_select",
+            width=HALF_WIDTH - 20,
+        )
+        scatter_fig = figure(
+            name="sw_scatter_figure",
+            width=HALF_WIDTH,
+            height=320,
+            tools="pan,wheel_zoom,reset,tap",
+            title="attention anchor score against an evidence score (one point per scored sentence)",
+            x_axis_label=f"anchor score ({data.meta.get('score_variant', 'unspecified')})",
+            y_axis_label=names[0],
+            output_backend=backend,
+        )
+        points = scatter_fig.scatter("x", "y", source=scatter, color="color", size=7, alpha=0.8)
+        scatter_fig.add_tools(
+            HoverTool(
+                renderers=[points],
+                tooltips=[("#", "@index"), ("", "@short"), ("anchor", "@x"), ("evidence", "@y")],
+            ),
+            SaveTool(filename="sw_scatter"),
+        )
+        scatter_fig.toolbar.logo = None
+        scatter_yaxis = scatter_fig.yaxis[0]
+        scatter_note = div("sw_scatter_note")
+        evidence_parts = [_wrap(_half(evidence_div), _half(evidence_select, scatter_fig, scatter_note))]
+
+    highlights = [highlight]
+    suppression_figure = None
+    extra_parts = []
+    if data.suppression is not None:
+        suppression = ColumnDataSource(
+            heat_data(np.tril(np.nan_to_num(data.suppression, nan=0.0)), max_size), name="sw_suppression"
+        )
+        highlight_2 = ColumnDataSource({"x": [], "y": [], "w": [], "h": []}, name="sw_highlight_suppression")
+        highlights.append(highlight_2)
+        finite = data.suppression[np.isfinite(data.suppression)]
+        mapper = LinearColorMapper(
+            palette=Viridis256,
+            low=0.0,
+            high=float(finite.max()) if finite.size and finite.max() > 0 else 1.0,
+            nan_color=(0, 0, 0, 0),
+        )
+        suppression_figure = _heat_figure(
+            "sw_suppression_heatmap",
+            "attention suppression: effect on sentence i of masking sentence j",
+            size,
+            suppression,
+            highlight_2,
+            mapper,
+            sentences,
+            "KL (nats)",
+            backend,
+        )
+        note = div("sw_suppression_note")
+        note.text = (
+            "<div class='sw-note' style='font-size:11px;color:#444'>Cell (i, j): KL divergence of sentence i's "
+            "token predictions when all attention to sentence j is masked, against the unmasked pass (Thought "
+            "Anchors' attention suppression); linear colour from 0 to the maximum, nothing clipped. Click a cell "
+            "to select its column j.</div>"
+        )
+        extra_parts.append(_half(suppression_figure, note))
+    tokens = token_state = token_figure = None
+    if data.token_view is not None:
+        image, tstate = token_data(data, 0, None)
+        tokens = ColumnDataSource(image, name="sw_tokens")
+        token_state = ColumnDataSource(tstate, name="sw_token_state")
+        token_figure, token_mapper = _token_figure(data, tokens, token_state, backend)
+        token_note = div("sw_token_note")
+        token_note.text = (
+            "<div class='sw-note' style='font-size:11px;color:#444'>The recorded token-level weights of one head "
+            "for the selected sentence only: its query tokens (rows, pooled when more than "
+            f"{MAX_TOKEN_ROWS}) against the text's key tokens in bins (columns); never the whole T x T matrix."
+            "</div>"
+        )
+        high = float(data.token_view.values.max(initial=0.0)) or 1.0
+        token_mapper.high = high
+        extra_parts.append(_half(token_figure, token_note))
+    else:
+        token_note = div("sw_token_note")
+        token_note.text = (
+            "<div class='sw-note' style='font-size:11px;color:#444'><b>Token view:</b> this trace recorded no "
+            "token-level weights. Trace with <code>sw.trace(model, tokenizer, text, layers=[...], heads=[...])</code> "
+            "to record some heads; the view then shows the selected sentence's token rows.</div>"
+        )
+        extra_parts.append(token_note)
+
+    consts = {
+        "selected_color": SELECTED_COLOR,
+        "dimmed_alpha": DIMMED_ALPHA,
+        "over_color": OVER_SCALE_COLOR,
+        "links_per_sentence": LINKS_PER_SENTENCE,
+        "evidence_rows": EVIDENCE_TABLE_ROWS,
+        "min_later": int(data.meta.get("min_later", 4)),
+        "proximity_ignore": int(data.meta.get("proximity_ignore", 4)),
+        "variant": str(data.meta.get("score_variant", "unspecified")),
+        "receiver_label": matrix_label(data, None, None),
+        "evidence": names,
+        "spearman": {name: list(spearman(data.anchor_scores, data.evidence[name])) for name in names},
+        "vocabulary": list(data.tag_vocabulary),
+        "tag_colors": dict(data.tag_colors),
+        "fallback_color": data.tag_color("\0"),
+        "help": _HELP,
+        "heads_note": _heads_note(data),
+    }
+    gaps, bodies, tail = text_pieces(data)
+    args = dict(
+        sentences=sentences,
+        links=links,
+        state=state,
+        highlights=highlights,
+        unscored=unscored,
+        heat_mapper=heat_mapper,
+        tag_mapper=tag_mapper,
+        text_div=text_div,
+        info_div=info_div,
+        summary_div=summary_div,
+        heat_note=heat_note,
+        heat_figure=heat_figure,
+        bars_figure=bars_figure,
+        evidence_div=evidence_div,
+        scatter=scatter,
+        scatter_note=scatter_note,
+        scatter_yaxis=scatter_yaxis,
+        evidence_select=evidence_select,
+        token_state=token_state,
+        token_figure=token_figure,
+        gaps=gaps,
+        bodies=bodies,
+        tail=tail,
+        consts_json=browser_json(consts),
+    )
+
+    def callback(entry: str) -> CustomJS:
+        return CustomJS(args=args, code=_JS_LIB + _ENTRIES[entry])
+
+    sentences.selected.js_on_change("indices", callback("select"))
+    sentences.js_on_change("data", callback("data"))
+    links.js_on_change("data", callback("links"))
+    state.js_on_change("data", callback("state"))
+    heat_figure.js_on_event("tap", callback("tap"))
+    if suppression_figure is not None:
+        suppression_figure.js_on_event("tap", callback("tap"))
+    if token_state is not None:
+        token_state.js_on_change("data", callback("tokens"))
+    if scatter is not None:
+        evidence_select.js_on_change("value", callback("evidence"))
+        scatter.selected.js_on_change("indices", callback("scatter_tap"))
+
+    route_fig, route_edges = _route_view(data, sentences, backend) if data.route is not None else (None, None)
+    layout = column(
+        title_div,
+        help_div,
+        *([_wrap(*controls)] if controls else []),
+        _wrap(text_div, _half(heat_figure, heat_note)),
+        bars_figure,
+        _wrap(_half(summary_div, tag_figure, tag_note), info_div),
+        *evidence_parts,
+        *([_wrap(*extra_parts)] if extra_parts else []),
+        *([route_fig] if route_fig is not None else []),
+        name="sw_layout",
+    )
+    return Views(
+        sentences=sentences,
+        heat=heat,
+        links=links,
+        state=state,
+        tag_heat=tag_heat,
+        heat_mapper=heat_mapper,
+        tag_mapper=tag_mapper,
+        text_div=text_div,
+        info_div=info_div,
+        summary_div=summary_div,
+        title_div=title_div,
+        heat_figure=heat_figure,
+        bars_figure=bars_figure,
+        tag_figure=tag_figure,
+        layout=layout,
+        args=args,
+        ready=callback("ready"),
+        evidence_select=evidence_select,
+        suppression_figure=suppression_figure,
+        tokens=tokens,
+        token_state=token_state,
+        token_figure=token_figure,
+        route_figure=route_fig,
+        route_edges=route_edges,
+    )
+
+
+def attach(views: Views, document=None):
+    """Put `views.layout` into a Bokeh `Document` (a new one unless given) whose "document ready" event
+    runs the first render: the same callback in the notebook (jupyter_bokeh) and in the report.
+
+    Returns:
+        The document.
+    """
+    from bokeh.document import Document
+
+    if document is None:
+        document = views.layout.document or Document()
+    if views.layout.document is None:
+        document.add_root(views.layout)
+    document.js_on_event("document_ready", views.ready)
+    return document
