@@ -70,7 +70,8 @@ def main(trace_path: str, out: str) -> None:
         off_machine, errors = [], []
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1700})
+            # tall, so that the whole output area (one column at ~850 px) is on screen for the picture
+            page = browser.new_page(viewport={"width": 1280, "height": 4200})
             page.on(
                 "request",
                 lambda r: (
@@ -95,7 +96,7 @@ def main(trace_path: str, out: str) -> None:
             assert page.locator("text=Click to show javascript error").count() == 0, (
                 "the widget failed to render"
             )
-            output = page.locator(".jp-OutputArea-output").first
+            output = page.locator(".jp-OutputArea-output").filter(has=page.locator(".sw-text")).first
             width = output.evaluate("el => [el.scrollWidth, el.clientWidth]")
             print(f"output area: {width[1]} px wide, content {width[0]} px")
             assert width[0] <= width[1] + 1, f"the explorer scrolls sideways in a {width[1]} px output area"
@@ -112,8 +113,12 @@ def main(trace_path: str, out: str) -> None:
                 " return window.jupyterapp.commands.execute('notebook:run-cell'); }"
             )
             page.wait_for_selector("text=selected in Python: 5", timeout=60_000)
+            news = page.locator(".jp-toast-button", has_text="No")  # JupyterLab's "notify about news?" toast
+            if news.count():
+                news.first.click()
             page.mouse.move(1, 1)
             time.sleep(1)
+            output.scroll_into_view_if_needed()
             output.screenshot(path=out)
             browser.close()
         assert not off_machine, f"requests off the machine: {off_machine}"

@@ -51,9 +51,15 @@ def test_explore_data_of_a_real_trace(real_trace, real_explore_data):
 
 def test_explicit_tags_and_heads_are_used(real_trace):
     s = len(real_trace.sentences)
-    data = explore_data(real_trace, tags=["unknown"] * s, receiver_heads=[(0, 0), (29, 8)], variant="raw")
-    assert data.tags == ["unknown"] * s and data.receiver_heads == [(0, 0), (29, 8)]
-    assert np.isnan(data.tag_confidence).all()
+    heads = [(0, 0), (29, 8)]
+    data = explore_data(real_trace, tags=["unknown"] * s, receiver_heads=heads, variant="raw")
+    # given tags carry no tagger confidence; given heads make the anchor score
+    assert np.isnan(data.tag_confidence).all() and data.meta["receiver_heads_source"] == "given"
+    expected = sw.anchor_scores(real_trace, heads, variant="raw")
+    np.testing.assert_allclose(data.anchor_scores, expected, equal_nan=True)
+    assert not np.allclose(
+        np.nan_to_num(expected), np.nan_to_num(sw.anchor_scores(real_trace, variant="raw"))
+    )
     with pytest.raises(ValueError, match="tags"):
         explore_data(real_trace, tags=["unknown"])
 
