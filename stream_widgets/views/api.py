@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from stream_widgets.views.data import ExploreData, TokenView
     from stream_widgets.views.explorer import Explorer
 
-__all__ = ["explore", "explore_data", "report"]
+__all__ = ["TOKEN_BINS", "explore", "explore_data", "report", "token_view"]
 
 #: Key bins of the token view (the text's tokens pooled into this many columns).
 TOKEN_BINS = 160

@@ -104,15 +104,11 @@ class TokenView:
         """B, the number of key bins."""
         return int(self.bin_edges.size - 1)
 
-    def bin_text(self, text: str, offsets: Sequence[tuple[int, int]], width: int = 40) -> list[str]:
-        """Per key bin, the start of the text its tokens cover (at most `width` characters)."""
+    def bin_text(self, width: int = 40) -> list[str]:
+        """Per key bin, the start of the text of its tokens (at most `width` characters), for tooltips."""
         out = []
         for b in range(self.n_bins):
-            start, end = int(self.bin_edges[b]), int(self.bin_edges[b + 1])
-            piece = (
-                text[offsets[start][0] : offsets[end - 1][1]] if offsets else "".join(self.tokens[start:end])
-            )
-            piece = " ".join(piece.split())
+            piece = " ".join("".join(self.tokens[self.bin_edges[b] : self.bin_edges[b + 1]]).split())
             out.append(piece if len(piece) <= width else piece[: width - 3] + "...")
         return out
 

@@ -755,7 +755,7 @@ def _token_figure(data: ExploreData, tokens: ColumnDataSource, token_state: Colu
     fig.y_range.flipped = True
     image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=tokens)
     edges = [int(e) for e in view.bin_edges]
-    bin_text = view.bin_text(data.text, [])
+    bin_text = view.bin_text()
     key_hover = CustomJSHover(
         args=dict(edges=edges, text=bin_text),
         code="let b = 0; while (b + 1 < edges.length - 1 && edges[b + 1] <= value) b++;"

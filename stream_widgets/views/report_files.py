@@ -475,11 +475,10 @@ def _build_document(
         name="sw_anchor_select",
         width=HALF_WIDTH,
     )
-    present = data.tags_present()
-    tag_filter = MultiChoice(
+    tag_filter = MultiChoice(  # the whole vocabulary: a corrected tag may be one no sentence had
         title="tags shown (the others are dimmed)",
-        options=present,
-        value=list(present),
+        options=list(data.tag_vocabulary),
+        value=list(data.tag_vocabulary),
         name="sw_tag_filter",
         width=HALF_WIDTH,
     )

@@ -8,26 +8,9 @@ import pytest
 import stream_widgets as sw
 from stream_widgets.cli import main
 from stream_widgets.views import explore_data
+from tests.views.evidence_example import bundled_importance
 
 pytestmark = pytest.mark.slow
-
-
-def bundled_importance(trace, name="deepseek-r1-distill-qwen-14b/correct_base_solution/problem_330"):
-    """The bundled black-box importance columns, mapped 1:1 to the trace's sentences where the texts agree
-    (the trace is the bundled one cut to ~1,200 tokens, so its last sentence may be cut: NaN there)."""
-    from stream_widgets.data import load_bundled_trace
-
-    bundled = load_bundled_trace(name)
-    out = {}
-    for column in ("counterfactual_importance_kl", "resampling_importance_accuracy"):
-        values = np.full(len(trace.sentences), np.nan)
-        for i, sentence in enumerate(trace.sentences):
-            if i < len(bundled.chunks) and " ".join(bundled.chunks[i].split()) == " ".join(
-                sentence.text.split()
-            ):
-                values[i] = bundled.importance[column][i]
-        out[column] = values
-    return out
 
 
 def test_explore_data_of_a_real_trace(real_trace, real_explore_data):
@@ -65,7 +48,7 @@ def test_explicit_tags_and_heads_are_used(real_trace):
 
 
 def test_evidence_and_suppression_pass_through_to_the_files(real_trace, tmp_path):
-    evidence = bundled_importance(real_trace)
+    evidence = bundled_importance([sentence.text for sentence in real_trace.sentences])
     assert np.isfinite(evidence["counterfactual_importance_kl"]).sum() >= 10
     s = len(real_trace.sentences)
     suppression = np.tril(np.random.default_rng(0).random((s, s)), k=-1)

@@ -133,13 +133,12 @@ def _evidence_data(S=60):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, real_explore_data):
     """The report of a real trace (the default model on a bundled reasoning trace): the README picture."""
-    from tests.views.test_api import bundled_importance
+    from tests.views.evidence_example import bundled_importance
 
     data = real_explore_data
     # The problem statement holds TeX ($...$): it must not make BokehJS fetch MathJax from a CDN.
     assert "$" in data.text
-    trace_like = type("T", (), {"sentences": [type("S", (), {"text": s})() for s in data.sentences]})()
-    evidence = bundled_importance(trace_like)
+    evidence = bundled_importance(data.sentences)
     data = dataclasses.replace(
         data, evidence={"counterfactual_importance_kl": evidence["counterfactual_importance_kl"]}
     )
