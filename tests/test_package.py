@@ -33,6 +33,7 @@ def test_every_public_name_resolves_and_functions_stay_functions():
 def test_views_import_no_bokeh_ipywidgets_or_tagging():
     script = (
         "import sys, stream_widgets.views, stream_widgets.views.data, stream_widgets.views.matrices\n"
+        "import stream_widgets.views.sources, stream_widgets.views.corrections, stream_widgets.views.api\n"
         "from stream_widgets.views import ExploreData, synthetic_example\n"
         "synthetic_example(S=6, L=1, H=1)\n"
         "heavy = [m for m in ('bokeh', 'ipywidgets', 'jupyter_bokeh', 'tagging', 'spacy') if m in sys.modules]\n"

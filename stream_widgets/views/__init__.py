@@ -4,7 +4,9 @@ Modules, one idea each:
 
 - `data`: `ExploreData` and `TokenView`, the plain numpy data every view takes (no Bokeh);
 - `matrices`: numpy aggregations the views show (which matrix, pooling, colour scale, per-tag tables);
-- `figures`: the Bokeh models and the one set of browser-side callbacks both views use;
+- `sources`: the columns Python feeds into the views' sources (numpy, no Bokeh);
+- `renderer`: the one browser-side renderer (JavaScript) both views use;
+- `figures`: the Bokeh models both views share, wired to the renderer;
 - `explorer`: the ipywidgets controller of the notebook explorer (`Explorer`, `build_explorer`);
 - `report_files`: the report writer (`write_report`: HTML, JSON, CSV);
 - `corrections`: tag corrections as JSON (made in either view, re-applied, used for training);

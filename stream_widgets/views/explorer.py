@@ -25,10 +25,10 @@ from jupyter_bokeh import BokehModel
 
 from stream_widgets.views import corrections as corrections_io
 from stream_widgets.views.data import ExploreData
-from stream_widgets.views.figures import (
+from stream_widgets.views.figures import attach, build_views
+from stream_widgets.views.matrices import select_matrix, select_scores
+from stream_widgets.views.sources import (
     MAX_HEATMAP_SIZE,
-    attach,
-    build_views,
     heat_data,
     links_data,
     sentence_columns,
@@ -36,7 +36,6 @@ from stream_widgets.views.figures import (
     tag_heat_data,
     token_data,
 )
-from stream_widgets.views.matrices import select_matrix, select_scores
 
 __all__ = ["Explorer", "build_explorer", "load_bokehjs"]
 

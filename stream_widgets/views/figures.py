@@ -6,14 +6,15 @@ confidence), the sentence x sentence heatmap with its colour bar, the anchor-sco
 summary (table and tag x tag attention), the info panel of the selected sentence, and, when the data has
 them, the evidence table and scatter, the suppression matrix, the token view and the needle route.
 
-Python only feeds data: every part that is HTML (text, info panel, summary, notes, titles) is rendered
-in the browser by the JavaScript in `_JS_LIB`, from `ColumnDataSource`s, on these events:
+Python only feeds data (the columns of `views.sources`): every part that is HTML (text, info panel,
+summary, notes, titles) is rendered in the browser by the one renderer of `views.renderer`, on these
+events:
 
-- the document is ready (first render, notebook and report alike);
+- the document is ready (first render, notebook and report alike; `attach`);
 - `sentences.selected.indices` changes (a tapped bar, cell, scatter point or route edge, a clicked
   sentence, or Python's `Explorer.select`);
-- `sentences.data`, `links.data`, `state.data`, `tokens.data` change (a layer/head pick, a tag filter,
-  a tag correction: from Python in the explorer, through `jupyter_bokeh`; from the report's own
+- `sentences.data`, `links.data`, `state.data`, `token_state.data` change (a layer/head pick, a tag
+  filter, a tag correction: from Python in the explorer, through `jupyter_bokeh`; from the report's own
   pickers in the report).
 
 The explorer feeds the sources from Python (`Explorer`), the report from data packed into the page
@@ -45,46 +46,35 @@ from bokeh.palettes import Magma256, Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import transform
 
+from stream_widgets.views import renderer
 from stream_widgets.views.data import ExploreData
-from stream_widgets.views.matrices import (
-    color_scale,
-    downsample,
-    matrix_label,
-    select_scores,
-    sentence_token_rows,
-    spearman,
-    tag_attention,
-    top_links,
+from stream_widgets.views.matrices import matrix_label, select_scores, spearman
+from stream_widgets.views.sources import (
+    DIMMED_ALPHA,
+    LINKS_PER_SENTENCE,
+    MAX_HEATMAP_SIZE,
+    MAX_TOKEN_ROWS,
+    bars_title,
+    browser_json,
+    heat_data,
+    links_data,
+    sentence_columns,
+    state_data,
+    tag_heat_data,
+    text_pieces,
+    token_data,
 )
 
 __all__ = [
-    "DIMMED_ALPHA",
     "FULL_WIDTH",
     "HALF_WIDTH",
-    "LINKS_PER_SENTENCE",
-    "MAX_HEATMAP_SIZE",
-    "MAX_TOKEN_ROWS",
     "OVER_SCALE_COLOR",
     "SELECTED_COLOR",
     "Views",
-    "bars_title",
-    "browser_json",
     "attach",
     "build_views",
-    "fade",
-    "heat_data",
-    "links_data",
-    "sentence_columns",
-    "state_data",
-    "tag_heat_data",
-    "text_pieces",
-    "token_data",
 ]
 
-#: Largest heatmap side sent to the notebook; longer traces are mean-pooled to this many bins.
-MAX_HEATMAP_SIZE = 300
-#: Opacity of sentences whose tag the tag filter hides.
-DIMMED_ALPHA = 0.2
 #: Outline colour of the selected sentence in every view.
 SELECTED_COLOR = "#d62728"
 #: Colour of heatmap cells above the top of the colour scale (said on the page, never silent).
@@ -95,10 +85,6 @@ NO_PAIR_COLOR = "#dddddd"
 HALF_WIDTH = 430
 #: Width of a full-width part (fits an 848 px notebook output area).
 FULL_WIDTH = 820
-#: Strongest links per sentence listed in the info panel (each way).
-LINKS_PER_SENTENCE = 3
-#: Largest number of query-token rows of the token view; longer sentences are pooled.
-MAX_TOKEN_ROWS = 64
 #: Top anchors listed in the evidence table.
 EVIDENCE_TABLE_ROWS = 8
 
@@ -131,413 +117,6 @@ class Views:
     token_figure: Any = None
     route_figure: Any = None
     route_edges: ColumnDataSource | None = None
-
-
-# ---------------------------------------------------------------------------- data for the sources
-
-
-def text_pieces(data: ExploreData) -> tuple[list[str], list[str], str]:
-    """The trace text cut at the sentence spans, HTML-escaped.
-
-    Returns:
-        `(gaps, bodies, tail)`: `gaps[i]` is the text between sentence `i - 1` and sentence `i`,
-        `bodies[i]` the text of sentence `i` (from `data.text` and its span), `tail` what follows the
-        last sentence. Concatenated in order they give back `data.text`.
-    """
-    gaps, bodies, position = [], [], 0
-    for start, end in data.char_spans:
-        gaps.append(html.escape(data.text[position:start]))
-        bodies.append(html.escape(data.text[start:end]))
-        position = end
-    return gaps, bodies, html.escape(data.text[position:])
-
-
-def fade(confidence: np.ndarray, corrected: list[bool]) -> np.ndarray:
-    """Colour strength per sentence from its tag confidence: 1 at probability 1 (and for a corrected or
-    hand-given tag of unknown confidence), 0.25 at probability 0."""
-    strength = 0.25 + 0.75 * np.nan_to_num(confidence, nan=1.0)
-    return np.where(np.asarray(corrected, dtype=bool), 1.0, strength)
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _top_receiver_heads(data: ExploreData, count: int = 3) -> list[str]:
-    """Per sentence, the receiver heads that give it its highest vertical scores, e.g. 'L12.H3, L9.H0'."""
-    layers, heads = zip(*data.receiver_heads, strict=True)
-    scores = data.vertical_scores[list(layers), list(heads)]  # [R, S]
-    out = []
-    for j in range(data.n_sentences):
-        column_j = scores[:, j]
-        if np.isnan(column_j).all():
-            out.append("")
-            continue
-        order = np.argsort(-np.nan_to_num(column_j, nan=-np.inf), kind="stable")[:count]
-        out.append(", ".join(f"L{data.receiver_heads[r][0]}.H{data.receiver_heads[r][1]}" for r in order))
-    return out
-
-
-def sentence_columns(data: ExploreData, scores: np.ndarray, hidden: set[str] = frozenset()) -> dict:
-    """Columns of the shared per-sentence source (one row per sentence).
-
-    Args:
-        data: The trace data (its current tags, corrections and confidences).
-        scores: `[S]` the scores the anchor bars show (`matrices.select_scores`).
-        hidden: Tags the tag filter dims.
-    """
-    corrected = data.corrected
-    strength = fade(data.tag_confidence, corrected)
-    shown = np.array([t not in hidden for t in data.tags])
-    alpha = strength * np.where(shown, 1.0, DIMMED_ALPHA)
-    tagger = data.tagger_tags or data.tags
-    spans = data.token_spans or [(-1, -1)] * data.n_sentences
-    columns = {
-        "index": np.arange(data.n_sentences),
-        "sentence": data.sentences,
-        "short": [_short(s, 120) for s in data.sentences],
-        "tip": [_short(s, 60) for s in data.sentences],
-        "tag": list(data.tags),
-        "tagger_tag": list(tagger),
-        "color": [data.tag_color(t) for t in data.tags],
-        "confidence": data.tag_confidence.astype(np.float64),
-        "fade": strength,
-        "corrected": np.array(corrected, dtype=np.int8),
-        "shown": shown.astype(np.int8),
-        "alpha": alpha,
-        "alpha_dim": 0.45 * alpha,
-        "anchor": data.anchor_scores.astype(np.float64),
-        "bar": np.asarray(scores, dtype=np.float64),
-        "top_heads": _top_receiver_heads(data),
-        "token_start": np.array([s for s, _ in spans], dtype=np.int64),
-        "token_end": np.array([e for _, e in spans], dtype=np.int64),
-    }
-    for k, name in enumerate(data.evidence):
-        columns[f"ev_{k}"] = data.evidence[name]
-    return columns
-
-
-def heat_data(matrix: np.ndarray, max_size: int = MAX_HEATMAP_SIZE) -> dict:
-    """Image-glyph columns for one `[S, S]` matrix, pooled to at most `max_size` bins per axis.
-
-    The image covers data coordinates `0..S` on both axes whatever the pooling, so a tap at `(x, y)`
-    is sentence `floor(x)` (attended) and `floor(y)` (attending). Cells above the diagonal are NaN
-    (drawn transparent).
-    """
-    size = matrix.shape[0]
-    pooled = downsample(np.nan_to_num(matrix, nan=0.0), max_size).copy()
-    pooled[np.triu_indices(pooled.shape[0], k=1)] = np.nan
-    return {"image": [pooled], "x": [0.0], "y": [0.0], "dw": [float(size)], "dh": [float(size)]}
-
-
-def links_data(matrix: np.ndarray, k: int = LINKS_PER_SENTENCE) -> dict:
-    """Flat `[S * k]` columns of every sentence's strongest links in `matrix` (-1 / 0 where fewer):
-    `to`/`to_w` the earlier sentences it attends to most, `by`/`by_w` the later ones attending to it."""
-    size = matrix.shape[0]
-    to, by = np.full((size, k), -1, np.int32), np.full((size, k), -1, np.int32)
-    to_w, by_w = np.zeros((size, k)), np.zeros((size, k))
-    for i in range(size):
-        attends_to, attended_by = top_links(matrix, i, k)
-        to[i, : len(attends_to)] = attends_to
-        by[i, : len(attended_by)] = attended_by
-        to_w[i, : len(attends_to)] = matrix[i, attends_to]
-        by_w[i, : len(attended_by)] = matrix[attended_by, i]
-    return {"to": to.ravel(), "to_w": to_w.ravel(), "by": by.ravel(), "by_w": by_w.ravel()}
-
-
-def bars_title(data: ExploreData, layer: int | None, head: int | None) -> str:
-    """What the anchor bars show for a (layer, head) pick, in words."""
-    variant = data.meta.get("score_variant", "unspecified")
-    scored = f"{int(data.scored.sum())} of {data.n_sentences} sentences scored"
-    if layer is None:
-        heads = f"{len(data.receiver_heads)} receiver heads"
-        if data.meta.get("receiver_heads_source") == "all heads":
-            heads = f"all {len(data.receiver_heads)} heads (too few scored sentences to pick receiver heads)"
-        return f"anchor score: mean '{variant}' vertical score over {heads}; {scored}"
-    if head is None:
-        return (
-            f"{data.layer_labels[layer]}: mean '{variant}' vertical score of its {data.n_heads} heads "
-            f"(not the receiver-head anchor score); {scored}"
-        )
-    return (
-        f"{data.layer_labels[layer]}, {data.head_labels[head]}: its '{variant}' vertical score "
-        f"(not the receiver-head anchor score); {scored}"
-    )
-
-
-def state_data(
-    data: ExploreData, matrix: np.ndarray, layer: int | None, head: int | None, max_size: int, note: str = ""
-) -> dict:
-    """The one-row source describing the matrix shown: label, colour scale, pooling, bar title."""
-    scale = color_scale(matrix)
-    values = tag_attention(matrix, data.tags, data.tags_present())
-    finite = values[np.isfinite(values)]
-    return {
-        "label": [matrix_label(data, layer, head)],
-        "high": [scale.high],
-        "clipped": [scale.clipped],
-        "cells": [scale.cells],
-        "rule": [scale.rule],
-        "bins": [min(data.n_sentences, max_size)],
-        "bars_title": [bars_title(data, layer, head)],
-        "tag_high": [float(finite.max()) if finite.size and finite.max() > 0 else 1.0],
-        "note": [note],
-    }
-
-
-def tag_heat_data(data: ExploreData, matrix: np.ndarray) -> dict:
-    """Columns of the tag x tag map for the tags present (row-major: from, to); NaN where no pair."""
-    tags = data.tags_present()
-    values = tag_attention(matrix, data.tags, tags).ravel()
-    return {
-        "from_tag": [a for a in tags for _ in tags],
-        "to_tag": [b for _ in tags for b in tags],
-        "value": values,
-        "text": [f"{v:.4g}" if np.isfinite(v) else "no such pair of sentences" for v in values],
-    }
-
-
-def token_data(data: ExploreData, r: int, i: int | None, max_rows: int = MAX_TOKEN_ROWS) -> tuple[dict, dict]:
-    """The token view's image and state for recorded head `r` and sentence `i` (None: nothing selected).
-
-    Only the selected sentence's query rows (pooled to at most `max_rows`) over the text's key bins
-    travel: `[n, B]` numbers, never T x T.
-    """
-    view = data.token_view
-    layer, head = view.heads[r]
-    label = f"{data.layer_labels[layer]}, {data.head_labels[head]}"
-    t = len(view.tokens)
-    if i is None:
-        image = np.full((1, view.n_bins), np.nan, dtype=np.float32)
-        return (
-            {"image": [image], "x": [0.0], "y": [0.0], "dw": [float(t)], "dh": [1.0]},
-            {
-                "title": [f"token attention ({label}): select a sentence"],
-                "rows": [[]],
-                "n": [0],
-                "sentence": [-1],
-            },
-        )
-    rows, starts = sentence_token_rows(view, r, data.token_spans[i], max_rows)
-    if rows.shape[0] == 0:
-        rows, starts = np.full((1, view.n_bins), np.nan, dtype=np.float32), []
-    return (
-        {"image": [rows], "x": [0.0], "y": [0.0], "dw": [float(t)], "dh": [float(rows.shape[0])]},
-        {
-            "title": [f"token attention of sentence #{i} ({label})"],
-            "rows": [[view.tokens[p] for p in starts]],
-            "n": [len(starts)],
-            "sentence": [i],
-        },
-    )
-
-
-# ---------------------------------------------------------------------------- browser-side rendering
-
-# The one renderer of every HTML part, shared by the explorer and the report. Every CustomJS of the views
-# gets the same `args` (the sources, the Divs, constants) and this prelude, then one entry line.
-_JS_LIB = r"""
-const consts = JSON.parse(consts_json);
-const S = sentences.data.index.length;
-function esc(s) {
-  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
-}
-function sel() { const s = sentences.selected.indices; return s.length ? s[0] : null; }
-function finite(v) { return v !== null && v !== undefined && Number.isFinite(Number(v)); }
-function fmt(v, digits) { return finite(v) ? Number(v).toPrecision(digits || 4) : 'n/a'; }
-function hex2(a) { return Math.max(0, Math.min(255, Math.round(a * 255))).toString(16).padStart(2, '0'); }
-function notScored() {
-  return `not scored (fewer than ${consts.min_later} later sentences beyond the ${consts.proximity_ignore} nearest)`;
-}
-function confidenceText(i) {
-  const d = sentences.data;
-  if (d.corrected[i]) return `corrected by hand (the tagger said ${d.tagger_tag[i]})`;
-  return finite(d.confidence[i]) ? `tagger probability ${Number(d.confidence[i]).toFixed(2)}` : 'tagger probability not known';
-}
-function badge(i) {
-  const d = sentences.data;
-  return `<span class='sw-tag' style='background:${d.color[i]}${hex2(0.15 + 0.45 * d.fade[i])};padding:0 4px;border-radius:3px'>${esc(d.tag[i])}</span>`;
-}
-function register() {
-  window.__sw_sources = window.__sw_sources || {};
-  window.__sw_sources[sentences.id] = sentences;
-}
-function clickCode(i) {
-  // Div content cannot carry Bokeh callbacks: a click selects through the registered source.
-  return `window.__sw_sources['${sentences.id}'].selected.indices=[${i}]`;
-}
-function renderText() {
-  register();
-  const d = sentences.data, s = sel(), parts = [];
-  for (let i = 0; i < S; i++) {
-    let style = `background:${d.color[i]}${hex2(0.1 + 0.4 * d.fade[i])};border-radius:3px;padding:0 1px;cursor:pointer;`;
-    if (i === s) style += `outline:2px solid ${consts.selected_color};font-weight:600;`;
-    if (!d.shown[i]) style += `opacity:${consts.dimmed_alpha};`;
-    if (d.corrected[i]) style += 'text-decoration:underline dotted;';
-    const cls = i === s ? 'sw-sentence sw-selected' : 'sw-sentence';
-    const title = `#${i} ${d.tag[i]}: ${confidenceText(i)}`;
-    parts.push(gaps[i] + `<span class="${cls}" data-sw-index="${i}" data-sw-tag="${esc(d.tag[i])}" ` +
-      `title="${esc(title)}" style="${style}" onclick="${clickCode(i)}">${bodies[i]}</span>`);
-  }
-  text_div.text = `<div class="sw-text" style="white-space:pre-wrap;line-height:1.5">${parts.join('')}${tail}</div>`;
-  setTimeout(() => {
-    // keep the selected sentence in sight inside the scrolling text view
-    if (!(window.Bokeh && Bokeh.index && Bokeh.index.find_one)) return;
-    const view = Bokeh.index.find_one(text_div);
-    const root = view && (view.shadow_el || view.el.shadowRoot || view.el);
-    const el = root && root.querySelector('.sw-selected');
-    if (el) el.scrollIntoView({block: 'nearest'});
-  }, 0);
-}
-function linkItems(list, weights) {
-  const d = sentences.data, items = [];
-  for (let k = 0; k < list.length; k++) {
-    const j = list[k];
-    if (j < 0) continue;
-    items.push(`<li><a class='sw-link' data-sw-index='${j}' style='color:${d.color[j]};cursor:pointer' onclick="${clickCode(j)}"><b>#${j}</b></a> ` +
-      `(${fmt(weights[k], 3)}) ${esc(d.short[j].length > 90 ? d.short[j].slice(0, 87) + '...' : d.short[j])} <i>${esc(d.tag[j])}</i></li>`);
-  }
-  return items.length ? items.join('') : '<li>none</li>';
-}
-function renderInfo() {
-  const i = sel();
-  if (i === null) {
-    info_div.text = `<div class='sw-info'><i>${consts.help}</i></div>`;
-    return;
-  }
-  const d = sentences.data, L = links.data, k = consts.links_per_sentence, st = state.data;
-  const part = (a) => Array.from(a.slice(i * k, i * k + k));
-  const anchor = finite(d.anchor[i]) ? fmt(d.anchor[i]) : notScored();
-  let scores = `<tr><td>anchor score (${esc(consts.variant)}, receiver heads)</td><td>${anchor}</td></tr>`;
-  if (st.label[0] !== consts.receiver_label) {
-    scores += `<tr><td>bar value (${esc(st.label[0])})</td><td>${finite(d.bar[i]) ? fmt(d.bar[i]) : 'not scored'}</td></tr>`;
-  }
-  if (d.top_heads[i]) scores += `<tr><td>its strongest receiver heads</td><td>${esc(d.top_heads[i])}</td></tr>`;
-  for (let e = 0; e < consts.evidence.length; e++) {
-    scores += `<tr><td>${esc(consts.evidence[e])}</td><td>${fmt(d['ev_' + e][i])}</td></tr>`;
-  }
-  info_div.text = `<div class='sw-info' data-sw-index='${i}'><b>Sentence #${i}</b> ${badge(i)} ` +
-    `<span style='color:#555'>${esc(confidenceText(i))}</span>` +
-    `<table class='sw-scores' style='font-size:12px'>${scores}</table>` +
-    `<blockquote style='margin:4px 8px'>${esc(d.sentence[i])}</blockquote>` +
-    `<b>Attends to most</b> (${esc(st.label[0])})<ul style='margin:2px'>${linkItems(part(L.to), part(L.to_w))}</ul>` +
-    `<b>Attended to most by</b><ul style='margin:2px'>${linkItems(part(L.by), part(L.by_w))}</ul></div>`;
-}
-function renderHighlight() {
-  const i = sel();
-  for (const h of highlights) {
-    h.data = i === null ? {x: [], y: [], w: [], h: []} : {x: [i + 0.5, S / 2], y: [S / 2, i + 0.5], w: [1, S], h: [S, 1]};
-  }
-}
-function renderState() {
-  const st = state.data;
-  heat_mapper.high = st.high[0];
-  tag_mapper.high = st.tag_high[0];
-  heat_figure.title.text = 'sentence attention: ' + st.label[0];
-  bars_figure.title.text = st.bars_title[0];
-  const per = S / st.bins[0];
-  const pooled = st.bins[0] < S ? ` Pooled to ${st.bins[0]} x ${st.bins[0]} pixels: each is the mean over about ${per.toFixed(1)} x ${per.toFixed(1)} sentence pairs.` : '';
-  heat_note.text = `<div class='sw-note' style='font-size:11px;color:#444'>Colour: mean token attention probability from sentence i's tokens to sentence j's ` +
-    `(pruned entries count as 0), linear from 0 to ${fmt(st.high[0], 3)} (the ${esc(st.rule[0])}). ` +
-    `<span class='sw-clipped'>${st.clipped[0]} of ${st.cells[0]} cells lie above that and are drawn <b style='color:${consts.over_color}'>magenta</b>` +
-    ` (mostly the diagonal: a sentence attending to itself).</span>${pooled} ` +
-    `Hover a cell for both sentences; <b>click a cell to select its column j</b> (the attended sentence).` +
-    (st.note[0] ? ` ${esc(st.note[0])}` : '') + `</div>`;
-}
-function scoredCounts() {
-  const d = sentences.data;
-  let n = 0;
-  for (let i = 0; i < S; i++) if (finite(d.anchor[i])) n++;
-  return n;
-}
-function renderSummary() {
-  const d = sentences.data, groups = new Map();
-  for (const t of consts.vocabulary) groups.set(t, []);
-  for (let i = 0; i < S; i++) { if (!groups.has(d.tag[i])) groups.set(d.tag[i], []); groups.get(d.tag[i]).push(d.anchor[i]); }
-  let rows = '';
-  for (const [tag, values] of groups) {
-    if (!values.length) continue;
-    const f = values.filter(finite).map(Number);
-    const mean = f.length ? fmt(f.reduce((a, b) => a + b, 0) / f.length) : 'n/a';
-    const max = f.length ? fmt(Math.max(...f)) : 'n/a';
-    const color = consts.tag_colors[tag] || consts.fallback_color;
-    rows += `<tr data-sw-tag='${esc(tag)}'><td><span style='background:${color};display:inline-block;width:10px;height:10px'></span> ${esc(tag)}</td>` +
-      `<td align='right'>${values.length}</td><td align='right' class='sw-scored'>${f.length} of ${values.length}</td><td align='right'>${mean}</td><td align='right'>${max}</td></tr>`;
-  }
-  const n = scoredCounts();
-  const why = n < S ? ` The last ${S - n} cannot be scored: ${notScored()}; they are left out of the means, not counted as 0.` : '';
-  summary_div.text = `<div class='sw-summary-note' style='font-size:12px'><b>${n} scored of ${S} sentences</b>.${why}${consts.heads_note ? ' ' + esc(consts.heads_note) : ''}</div>` +
-    `<table class='sw-summary' style='border-collapse:collapse;font-size:12px'><tr><th align='left'>function tag</th><th>sentences</th><th>scored</th>` +
-    `<th>mean anchor</th><th>max anchor</th></tr>${rows}</table>`;
-}
-function renderEvidence() {
-  if (!evidence_div) return;
-  const d = sentences.data, s = sel();
-  const order = [];
-  for (let i = 0; i < S; i++) if (finite(d.anchor[i])) order.push(i);
-  order.sort((a, b) => (d.anchor[b] - d.anchor[a]) || (a - b));
-  if (!order.length) {
-    evidence_div.text = `<div class='sw-evidence'><i>No sentence has an anchor score, so there are no anchors to list: ${notScored()} holds for every sentence of this trace.</i></div>`;
-    return;
-  }
-  let head = `<tr><th>#</th><th>tag</th><th>anchor score</th><th>strongest receiver heads</th>`;
-  for (const name of consts.evidence) head += `<th>${esc(name)}</th>`;
-  let rows = '';
-  for (const i of order.slice(0, consts.evidence_rows)) {
-    let cells = `<td><a style='cursor:pointer' onclick="${clickCode(i)}">#${i}</a></td><td>${badge(i)}</td><td>${fmt(d.anchor[i])}</td><td>${esc(d.top_heads[i])}</td>`;
-    for (let e = 0; e < consts.evidence.length; e++) cells += `<td>${fmt(d['ev_' + e][i])}</td>`;
-    rows += `<tr class='sw-evidence-row' data-sw-index='${i}'${i === s ? " style='outline:2px solid " + consts.selected_color + "'" : ''}>${cells}</tr>`;
-  }
-  evidence_div.text = `<div class='sw-evidence' style='font-size:12px'><b>Top anchors and the evidence beside them</b>` +
-    `<table style='border-collapse:collapse'>${head}</tr>${rows}</table></div>`;
-}
-function renderScatter() {
-  if (!scatter) return;
-  const d = sentences.data, name = evidence_select.value, e = consts.evidence.indexOf(name);
-  const cols = {x: [], y: [], index: [], color: [], short: []};
-  if (e >= 0) {
-    const y = d['ev_' + e];
-    for (let i = 0; i < S; i++) {
-      if (!finite(d.anchor[i]) || !finite(y[i])) continue;
-      cols.x.push(d.anchor[i]); cols.y.push(y[i]); cols.index.push(i); cols.color.push(d.color[i]); cols.short.push(d.tip[i]);
-    }
-  }
-  scatter.data = cols;
-  scatter_yaxis.axis_label = name;
-  const r = consts.spearman[name];
-  scatter_note.text = `<div class='sw-spearman' style='font-size:12px'>` + (r && r[0] !== null ?
-    `Spearman rho = <b>${Number(r[0]).toFixed(3)}</b> over ${r[1]} sentences with both scores (computed in Python).` :
-    `Spearman rho: not defined (${r ? r[1] : 0} sentences with both scores; needs 3 and varying values).`) + `</div>`;
-}
-function renderUnscored() {
-  const d = sentences.data, cols = {x: [], y: [], tip: []};
-  for (let i = 0; i < S; i++) if (!finite(d.bar[i])) { cols.x.push(i); cols.y.push(0); cols.tip.push(d.tip[i]); }
-  unscored.data = cols;
-}
-function renderTokens() {
-  if (!token_state) return;
-  const ts = token_state.data;
-  token_figure.title.text = ts.title[0];
-}
-function selectAt(x) {
-  const j = Math.floor(x);
-  if (j >= 0 && j < S) sentences.selected.indices = [j];
-}
-function renderAll() { renderText(); renderInfo(); renderHighlight(); renderState(); renderSummary(); renderEvidence(); renderScatter(); renderUnscored(); renderTokens(); }
-"""
-
-_ENTRIES = {
-    "ready": "renderAll();",
-    "select": "renderText(); renderInfo(); renderHighlight(); renderEvidence();",
-    "data": "renderText(); renderInfo(); renderSummary(); renderEvidence(); renderScatter(); renderUnscored();",
-    "links": "renderInfo();",
-    "state": "renderState(); renderInfo();",
-    "tokens": "renderTokens();",
-    "evidence": "renderScatter();",
-    "tap": "selectAt(cb_obj.x);",
-    "scatter_tap": "const k = scatter.selected.indices; if (k.length) { sentences.selected.indices = [scatter.data.index[k[0]]]; }",
-}
 
 
 # ---------------------------------------------------------------------------- figures
@@ -823,24 +402,6 @@ _HELP = (
 )
 
 
-def browser_json(value) -> str:
-    # plain JSON for the browser: Bokeh would turn a dict argument into a JS Map
-    import json
-
-    def clean(v):
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, float | np.floating):
-            return float(v) if np.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
-
-    return json.dumps(clean(value), allow_nan=False)
-
-
 def _half(*children):
     return column(*children, width=HALF_WIDTH)
 
@@ -1084,7 +645,7 @@ def build_views(
     )
 
     def callback(entry: str) -> CustomJS:
-        return CustomJS(args=args, code=_JS_LIB + _ENTRIES[entry])
+        return renderer.callback(args, entry)
 
     sentences.selected.js_on_change("indices", callback("select"))
     sentences.js_on_change("data", callback("data"))

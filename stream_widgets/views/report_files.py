@@ -35,7 +35,6 @@ import numpy as np
 
 from stream_widgets.views import corrections as corrections_io
 from stream_widgets.views.data import ExploreData
-from stream_widgets.views.figures import LINKS_PER_SENTENCE, MAX_TOKEN_ROWS
 from stream_widgets.views.matrices import (
     color_scale,
     downsample,
@@ -47,6 +46,13 @@ from stream_widgets.views.matrices import (
     tag_attention,
     tag_table,
     top_links,
+)
+from stream_widgets.views.sources import (
+    DIMMED_ALPHA,
+    LINKS_PER_SENTENCE,
+    MAX_TOKEN_ROWS,
+    bars_title,
+    browser_json,
 )
 
 __all__ = ["REPORT_FILES", "write_report"]
@@ -182,8 +188,6 @@ def _pack_matrices(data: ExploreData, max_size: int, budget: int) -> dict:
     }
     offset = links_offset = bar_offset = 0
     left_out, pooled = [], {}
-    from stream_widgets.views.figures import bars_title
-
     for item in _plan(data, max_size, budget):
         layer, head, n = item["layer"], item["head"], item["n"]
         label = matrix_label(data, layer, head)
@@ -423,7 +427,7 @@ def _build_document(
     """The report's Bokeh document and what went into it."""
     from bokeh.models import Button, ColumnDataSource, CustomJS, Div, MultiChoice, Select
 
-    from stream_widgets.views.figures import DIMMED_ALPHA, HALF_WIDTH, attach, browser_json, build_views
+    from stream_widgets.views.figures import HALF_WIDTH, attach, build_views
 
     packed = _pack_matrices(data, max_size, max_matrix_bytes)
     tokens_packed = _pack_tokens(data, max_token_bytes)
