@@ -58,7 +58,7 @@ def main() -> None:
     print(routed.route)
     print("route heads by layer:", routed.route.heads())
     if args.route_html:
-        from stream_widgets.widgets.routes import write_route_html  # Bokeh: only where a view is wanted
+        from stream_widgets.views.routes import write_route_html  # Bokeh: only where a view is wanted
 
         write_route_html(routed.route, args.route_html)
 

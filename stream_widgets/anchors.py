@@ -89,6 +89,7 @@ def choose_heads(
     proximity_ignore: int = PROXIMITY_IGNORE,
     min_later: int = DEFAULT_MIN_LATER,
     matrix: np.ndarray | None = None,
+    vertical: np.ndarray | None = None,
 ) -> tuple[list[tuple[int, int]], str]:
     """The receiver heads to average, and where they come from (``"given"``, ``"corpus"`` or ``"trace"``).
 
@@ -100,6 +101,11 @@ def choose_heads(
         top_heads: How many heads to take from the corpus or the trace (at most L x H).
         variant, proximity_ignore, min_later: As in `vertical_scores`.
         matrix: The ``[L, H, S, S]`` array of `source`, when the caller has it already.
+        vertical: Its ``[L, H, S]`` vertical scores for these settings, when the caller has them already.
+
+    Raises:
+        ValueError: For ``"corpus"`` without shipped heads, or a trace too short for its own heads (fewer
+            than 4 sentences with a score).
     """
     variant = variant or DEFAULT_VARIANT
     if matrix is None:
@@ -125,7 +131,14 @@ def choose_heads(
                 f"proximity_ignore={proximity_ignore}, min_later={min_later}; use receiver_heads='trace' or "
                 "pool your own with stream_widgets.receivers.receiver_heads over many traces"
             )
-    kurt = head_kurtosis(matrix, variant=variant, proximity_ignore=proximity_ignore, min_later=min_later)
+    if vertical is None:
+        vertical = vertical_scores(matrix, proximity_ignore, variant=variant, min_later=min_later)
+    kurt = receivers.score_kurtosis(vertical)
+    if np.isnan(kurt).all():
+        raise ValueError(
+            "no trace has 4 or more scored sentences: receiver heads need longer traces "
+            f"(more than proximity_ignore + min_later + 2 = {proximity_ignore + min_later + 2} sentences)"
+        )
     return receivers.top_heads(kurt, count), "trace"
 
 

@@ -417,10 +417,9 @@ def _print_summary(data, html) -> None:
 # ----------------------------------------------------------------- commands
 def _cmd_demo(args) -> int:
     from stream_widgets.data import load_bundled_trace
-    from stream_widgets.explore import explore_data
-    from stream_widgets.html_report import write_report
     from stream_widgets.models import load_model
     from stream_widgets.tracer import trace
+    from stream_widgets.views import explore_data, write_report
 
     out = _output_folder(args.out, "--out")
     bundled = load_bundled_trace(args.trace)
@@ -482,12 +481,12 @@ def _cmd_report(args) -> int:
         result = Trace.load(args.trace)
         bar.update()
         bar.set_postfix_str(f"tagging {len(result.sentences)} sentences, scoring anchors")
-        from stream_widgets.explore import explore_data
+        from stream_widgets.views import explore_data
 
         data = explore_data(result)
         bar.update()
         bar.set_postfix_str("writing the report")
-        from stream_widgets.html_report import write_report
+        from stream_widgets.views import write_report
 
         html = write_report(data, out)
         bar.update()

@@ -28,6 +28,6 @@ def real_trace(default_model):
 @pytest.fixture(scope="session")
 def real_explore_data(real_trace):
     """What the views show for `real_trace`: tags from the shipped tagger, anchors, attention means."""
-    from stream_widgets.explore import explore_data
+    from stream_widgets.views import explore_data
 
     return explore_data(real_trace)

@@ -42,9 +42,16 @@ def long_trace(tiny_folder, tmp_path_factory):
 
 
 def _anchor_rows(out: str) -> list[tuple[int, float, str]]:
-    """(index, score, tag) of every anchor line ``  [ 12]   1.2345  tag  text``."""
-    rows = re.findall(r"^  \[\s*(\d+)\]\s+(\S+)\s+(\S+)", out, flags=re.M)
-    return [(int(i), float(score), tag) for i, score, tag in rows]
+    """(index, score, tag) of every anchor line ``  [ 12]   1.2345  0.8 ...  tag  text``: the tag is the
+    first word after the score and the evidence numbers."""
+    rows = []
+    for i, rest in re.findall(r"^  \[\s*(\d+)\]\s+(.*)$", out, flags=re.M):
+        words = rest.split()
+        lead = 0
+        while lead < len(words) and re.fullmatch(r"[-+]?(\d[\d.e+-]*|nan|inf)", words[lead]):
+            lead += 1
+        rows.append((int(i), float(words[0]), words[lead] if lead < len(words) else "-"))
+    return rows
 
 
 # ----------------------------------------------------------------- errors

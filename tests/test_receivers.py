@@ -83,7 +83,7 @@ def test_corpus_heads_round_trip_and_lookup(tmp_path):
     np.testing.assert_array_equal(found.kurtosis, kurt + 1)
     assert found.reliability == entries[1].reliability and found.heads(2) == top_heads(kurt, 2)
     assert corpus_heads("org/model", "depth", directory=tmp_path) is None
-    assert corpus_heads("org/model", "raw", min_later=1, directory=tmp_path) is None
+    assert corpus_heads("org/model", "raw", min_later=4, directory=tmp_path) is None
     assert corpus_heads("other/model", "raw", directory=tmp_path) is None
     (tmp_path / "bad__model.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a readable corpus-heads file"):

@@ -3,7 +3,7 @@
 import dataclasses
 
 from stream_widgets.ruler.routes import Route, RouteEdge
-from stream_widgets.widgets.data import ExploreData
+from stream_widgets.views.data import ExploreData
 
 TOKENS_PER_SENTENCE = 10  # sentence i holds tokens [10 i, 10 i + 8); tokens 10 i + 8 and + 9 lie between
 

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from stream_widgets.html_report import REPORT_FILES, write_report
-from stream_widgets.widgets import synthetic_example
+from stream_widgets.views import synthetic_example
+from stream_widgets.views.report_files import REPORT_FILES, write_report
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,28 @@ def test_html_loads_no_remote_resource(small_report):
 def test_summary_json(small_report):
     data, html_path = small_report
     summary = json.loads((html_path.parent / "summary.json").read_text())
-    order = np.argsort(-data.anchor_scores, kind="stable")
+    order = [
+        i
+        for i in np.argsort(-np.nan_to_num(data.anchor_scores, nan=-np.inf), kind="stable")
+        if data.scored[i]
+    ]
     assert [a["index"] for a in summary["top_anchors"]] == [int(i) for i in order[:10]]
+    assert summary["n_scored"] == int(data.scored.sum()) < data.n_sentences
     first = summary["top_anchors"][0]
-    assert first["anchor_score"] == pytest.approx(float(data.anchor_scores.max()))
+    assert first["anchor_score"] == pytest.approx(float(np.nanmax(data.anchor_scores)))
     assert first["tag"] == data.tags[first["index"]]
     assert first["char_span"] == list(data.char_spans[first["index"]])
     assert summary["tag_counts"] == {t: data.tags.count(t) for t in data.tags_present()}
     for tag, mean in summary["mean_anchor_score_per_tag"].items():
-        expected = np.mean([s for s, t in zip(data.anchor_scores, data.tags, strict=True) if t == tag])
-        assert mean == pytest.approx(expected)
+        scored = [
+            s for s, t in zip(data.anchor_scores, data.tags, strict=True) if t == tag and np.isfinite(s)
+        ]
+        assert mean == (pytest.approx(np.mean(scored)) if scored else None)
+    assert sum(r["scored"] for r in summary["tag_table"]) == summary["n_scored"]
+    assert summary["top_anchors"][0]["evidence"]["position baseline"] == pytest.approx(
+        data.evidence["position baseline"][first["index"]]
+    )
+    assert set(summary["evidence_spearman"]) == {"position baseline"}
     assert summary["meta"]["synthetic"] is True
     assert summary["heatmap_matrices"][0].startswith("receiver-head average")
     assert summary["n_sentences"] == 30 and summary["n_layers"] == 3 and summary["n_heads"] == 2
@@ -63,17 +75,23 @@ def test_sentences_csv_round_trips(small_report):
         "index",
         "sentence",
         "tag",
+        "tagger_tag",
+        "tag_confidence",
         "anchor_score",
-        "vertical_score",
+        "position baseline",
         "char_start",
         "char_end",
     ]
     for i, row in enumerate(rows):
         assert int(row["index"]) == i
         assert row["sentence"] == data.sentences[i]
-        assert row["tag"] == data.tags[i]
-        assert float(row["anchor_score"]) == data.anchor_scores[i]
-        assert float(row["vertical_score"]) == data.vertical_scores[i]
+        assert row["tag"] == data.tags[i] == row["tagger_tag"]
+        assert float(row["tag_confidence"]) == data.tag_confidence[i]
+        if data.scored[i]:
+            assert float(row["anchor_score"]) == data.anchor_scores[i]
+        else:
+            assert row["anchor_score"] == ""  # not scored: empty, never 0
+        assert float(row["position baseline"]) == data.evidence["position baseline"][i]
         assert (int(row["char_start"]), int(row["char_end"])) == data.char_spans[i]
 
 
@@ -98,15 +116,94 @@ def test_size_bound_for_a_200_sentence_trace(tmp_path):
     size = html_path.stat().st_size
     assert size <= 3_000_000, f"report.html is {size / 1e6:.2f} MB"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["heatmap_matrices"]) >= 1 + 30  # receiver average and every layer's head mean
+    # every (layer, head) is reachable: the receiver average, every layer's mean, every head
+    assert len(summary["heatmap_matrices"]) == 1 + 30 + 30 * 9 and summary["heatmap_matrices_left_out"] == []
+    assert summary["heatmap_bins"][0] == 200 and min(summary["heatmap_bins"]) >= 16
 
 
 def test_matrix_budget_leaves_matrices_out_and_says_so(tmp_path):
     data = synthetic_example(S=60, L=6, H=2, seed=0)
-    write_report(data, tmp_path, max_matrix_bytes=0)
+    page = write_report(data, tmp_path, max_matrix_bytes=0).read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["heatmap_matrices"]) == 1  # the receiver-head average is always in
-    assert len(summary["heatmap_matrices_left_out"]) == 6 + len(data.receiver_heads)
+    assert len(summary["heatmap_matrices_left_out"]) == 6 + 6 * 2
+    assert "matrices are left out (file budget)" in page
+
+
+def test_matrix_budget_pools_single_heads_and_says_so(tmp_path):
+    data = synthetic_example(S=120, L=6, H=4, seed=0)
+    page = write_report(data, tmp_path, max_matrix_bytes=200_000).read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["heatmap_matrices_left_out"] == []
+    bins = dict(zip(summary["heatmap_matrices"], summary["heatmap_bins"], strict=True))
+    assert bins[summary["heatmap_matrices"][0]] == 120
+    assert min(bins.values()) < 120
+    assert "matrices are stored pooled" in page
+
+
+def test_a_short_trace_gets_a_report_with_nothing_scored(tmp_path):
+    data = synthetic_example(S=7, L=2, H=2, seed=0)
+    assert data.scored.sum() == 0
+    write_report(data, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_scored"] == 0 and summary["top_anchors"] == []
+    assert all(r["mean_anchor_score"] is None for r in summary["tag_table"])
+
+
+def test_corrections_are_re_applied_when_rebuilt_into_the_same_folder(tmp_path):
+    from stream_widgets.views.corrections import corrections_document, save_corrections
+
+    data = synthetic_example(S=20, L=2, H=2, seed=0)
+    write_report(data, tmp_path)
+    assert not (tmp_path / "tag_corrections.json").exists()
+    document = corrections_document(data)
+    document["corrections"] = [
+        {
+            "index": 3,
+            "char_start": data.char_spans[3][0],
+            "char_end": data.char_spans[3][1],
+            "sentence": data.sentences[3],
+            "tag": "self_checking",
+            "tagger_tag": data.tags[3],
+        }
+    ]
+    save_corrections(document, tmp_path)  # what the page's download button saves, put into the folder
+    write_report(data, tmp_path)
+    with open(tmp_path / "sentences.csv", newline="", encoding="utf-8") as f:
+        row = list(csv.DictReader(f))[3]
+    assert row["tag"] == "self_checking" and row["tagger_tag"] == data.tags[3]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["tag_corrections"] == 1
+    assert (
+        json.loads((tmp_path / "tag_corrections.json").read_text())["corrections"][0]["tag"]
+        == "self_checking"
+    )
+
+
+def test_corrections_for_other_sentences_are_skipped_with_a_warning(tmp_path):
+    from stream_widgets.views.corrections import apply_corrections, corrections_document
+
+    data = synthetic_example(S=10, L=1, H=1)
+    document = corrections_document(data)
+    document["corrections"] = [
+        {
+            "index": 0,
+            "char_start": 0,
+            "char_end": 3,
+            "sentence": data.sentences[0],
+            "tag": "x",
+            "tagger_tag": "y",
+        }
+    ]
+    with pytest.warns(UserWarning, match="1 of 1 tag corrections match no sentence"):
+        again = apply_corrections(data, document)
+    assert again.tags == data.tags
+
+
+def test_a_bad_corrections_file_is_refused(tmp_path):
+    (tmp_path / "tag_corrections.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="not a tag corrections file"):
+        write_report(synthetic_example(S=6, L=1, H=1), tmp_path)
 
 
 def test_long_trace_heatmap_is_pooled(tmp_path):
@@ -126,7 +223,7 @@ def _remote_refs(page):
 
 
 def test_route_panel_only_with_a_route(small_report, tmp_path):
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     data, html_path = small_report
     assert '"sw_route"' not in html_path.read_text()
@@ -141,8 +238,8 @@ def test_route_panel_only_with_a_route(small_report, tmp_path):
 
 
 def test_report_takes_a_route_argument(tmp_path):
-    from stream_widgets.explore import report
-    from tests.widgets.route_example import with_route
+    from stream_widgets.views import report
+    from tests.views.route_example import with_route
 
     data = synthetic_example(S=12, L=3, H=2)
     route = with_route(data).route
@@ -151,7 +248,7 @@ def test_report_takes_a_route_argument(tmp_path):
 
 
 def test_size_bound_with_a_route(tmp_path):
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     data = with_route(synthetic_example(S=200, L=30, H=9, seed=0))
     size = write_report(data, tmp_path).stat().st_size

@@ -3,8 +3,17 @@
 import numpy as np
 import pytest
 
-from stream_widgets.widgets.data import FUNCTION_TAGS, TAG_COLORS, ExploreData, synthetic_example
-from stream_widgets.widgets.matrices import downsample, select_matrix, tag_attention, top_links
+from stream_widgets.views.data import DEFAULT_TAG_COLORS, FALLBACK_TAG_COLOR, ExploreData, synthetic_example
+from stream_widgets.views.matrices import (
+    color_scale,
+    downsample,
+    select_matrix,
+    select_scores,
+    spearman,
+    tag_attention,
+    tag_table,
+    top_links,
+)
 
 
 def _kwargs(S=5, L=2, H=2):
@@ -21,8 +30,59 @@ def _kwargs(S=5, L=2, H=2):
     )
 
 
-def test_every_tag_has_a_colour():
-    assert set(FUNCTION_TAGS) == set(TAG_COLORS)
+def test_tag_colours_are_data_with_a_fallback():
+    data = synthetic_example(S=6, L=1, H=1)
+    assert data.tag_color("problem_setup") == DEFAULT_TAG_COLORS["problem_setup"]
+    assert data.tag_color("a_tag_of_my_own") == FALLBACK_TAG_COLOR
+    mine = ExploreData(**{**_kwargs(S=5), "tags": ["x", "y", "x", "y", "x"], "tag_colors": {"x": "#112233"}})
+    assert mine.tag_color("x") == "#112233" and mine.tag_color("y") == FALLBACK_TAG_COLOR
+    assert mine.tags_present() == ["x", "y"] and mine.tag_vocabulary == ["x", "y"]
+    with pytest.raises(ValueError, match="rrggbb"):
+        ExploreData(**{**_kwargs(S=5), "tag_colors": {"x": "red"}})
+
+
+def test_unscored_sentences_are_nan_and_never_rank():
+    data = synthetic_example(S=12, L=2, H=2)
+    assert np.isnan(data.anchor_scores[-7:]).all() and np.isfinite(data.anchor_scores[:-7]).all()
+    assert data.scored.sum() == 5
+    assert all(data.scored[i] for i in data.top_anchors(20)) and len(data.top_anchors(20)) == 5
+    table = tag_table(data.tags, data.anchor_scores, data.tags_present())
+    assert sum(r["count"] for r in table) == 12 and sum(r["scored"] for r in table) == 5
+    for row in table:
+        values = [
+            s
+            for s, t in zip(data.anchor_scores, data.tags, strict=True)
+            if t == row["tag"] and np.isfinite(s)
+        ]
+        if values:
+            assert row["mean_anchor_score"] == pytest.approx(np.mean(values))
+        else:
+            assert row["mean_anchor_score"] is None and row["max_anchor_score"] is None
+
+
+def test_bars_follow_the_picked_layer_and_head():
+    data = synthetic_example(S=15, L=3, H=2)
+    np.testing.assert_array_equal(select_scores(data, None, None), data.anchor_scores)
+    np.testing.assert_allclose(select_scores(data, 1, None), data.vertical_scores[1].mean(0))
+    np.testing.assert_array_equal(select_scores(data, 2, 1), data.vertical_scores[2, 1])
+
+
+def test_color_scale_counts_what_it_clips():
+    matrix = np.tril(np.full((10, 10), 0.01))
+    np.fill_diagonal(matrix, 0.5)
+    scale = color_scale(matrix)
+    assert scale.high == pytest.approx(0.01)
+    assert scale.clipped == 10 and scale.cells == 55  # the diagonal, said on the page
+    assert "percentile" in scale.rule
+    assert color_scale(np.zeros((3, 3))).high == 1.0
+
+
+def test_spearman_over_finite_pairs():
+    x = np.array([1.0, 2.0, np.nan, 4.0, 5.0])
+    y = np.array([2.0, 1.0, 3.0, np.nan, 10.0])
+    rho, n = spearman(x, y)
+    assert n == 3 and rho == pytest.approx(0.5)
+    assert spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == (None, 2)
 
 
 def test_synthetic_example_is_valid_and_marked():
@@ -38,10 +98,13 @@ def test_synthetic_example_is_valid_and_marked():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"tags": ["problem_setup"] * 4 + ["bogus"]}, "unknown function tags"),
         ({"tags": ["problem_setup"] * 4}, "4 tags for 5 sentences"),
         ({"anchor_scores": np.zeros(4)}, "anchor_scores must have shape"),
-        ({"vertical_scores": np.full(5, np.nan)}, "NaN"),
+        ({"anchor_scores": np.array([0, 1, np.inf, 0, 0])}, "infinite"),
+        ({"vertical_scores": np.zeros(5)}, r"vertical_scores must have shape \[L, H, S\]"),
+        ({"tag_confidence": np.full(5, 1.5)}, r"\[0, 1\]"),
+        ({"evidence": {"kl": np.zeros(4)}}, r"evidence\['kl'\] must have shape"),
+        ({"suppression": np.zeros((4, 4))}, "suppression must have shape"),
         ({"sentence_attention": np.ones((2, 2, 5, 5), np.float32)}, "above the diagonal"),
         ({"sentence_attention": np.zeros((2, 5, 5), np.float32)}, r"\[L, H, S, S\]"),
         ({"receiver_heads": []}, "receiver_heads is empty"),
@@ -122,7 +185,7 @@ def test_top_links_are_causal_and_sorted():
 
 
 def test_route_defaults_to_none_and_a_route_round_trips_as_a_dict():
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     assert synthetic_example(S=5, L=2, H=2).route is None
     data = with_route(synthetic_example(S=8, L=3, H=2))
@@ -131,7 +194,7 @@ def test_route_defaults_to_none_and_a_route_round_trips_as_a_dict():
 
 
 def test_sentence_of_uses_the_token_spans():
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     data = with_route(synthetic_example(S=8, L=3, H=2))
     assert [data.sentence_of(p) for p in (0, 7, 8, 10, 79)] == [0, 0, None, 1, None]
@@ -147,7 +210,7 @@ def test_sentence_of_uses_the_token_spans():
     ],
 )
 def test_bad_route_raises_with_the_field_named(change, message):
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     data = with_route(synthetic_example(S=8, L=3, H=2))
     edges = [{**data.route.to_dict()["edges"][0], **change}]
@@ -156,7 +219,7 @@ def test_bad_route_raises_with_the_field_named(change, message):
 
 
 def test_bad_route_type_and_token_spans_raise():
-    from tests.widgets.route_example import with_route
+    from tests.views.route_example import with_route
 
     data = with_route(synthetic_example(S=8, L=3, H=2))
     with pytest.raises(TypeError, match="ExploreData.route must be"):

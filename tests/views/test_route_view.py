@@ -7,7 +7,7 @@ from tests.ruler.captures import random_capture as _capture
 
 
 def test_route_view_from_plain_data(tmp_path):
-    from stream_widgets.widgets.routes import route_data, route_figure, write_route_html
+    from stream_widgets.views.routes import route_data, route_figure, write_route_html
 
     route = find_route(_capture(), [5, 6], 69, min_weight=0.01)
     route = Route.from_dict(

@@ -7,15 +7,21 @@ standalone report so both show the same numbers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from stream_widgets.widgets.data import ExploreData
+from stream_widgets.views.data import ExploreData, TokenView
 
 __all__ = [
-    "color_high",
+    "ColorScale",
+    "color_scale",
     "downsample",
     "matrix_label",
     "select_matrix",
+    "select_scores",
+    "sentence_token_rows",
+    "spearman",
     "tag_attention",
     "tag_table",
     "top_links",
@@ -79,17 +85,57 @@ def downsample(matrix: np.ndarray, max_size: int) -> np.ndarray:
     return (pooled / np.outer(counts, counts)).astype(np.float32)
 
 
-def color_high(matrix: np.ndarray) -> float:
-    """Top of the colour scale: the 99th percentile of the strictly-lower entries.
+@dataclass(frozen=True)
+class ColorScale:
+    """Top of a heatmap's linear colour scale and what lies above it.
+
+    Attributes:
+        high: The value drawn in the top colour.
+        clipped: Lower-triangle cells above `high` (drawn in the over-scale colour, not the top colour).
+        cells: Lower-triangle cells in all.
+        rule: How `high` was chosen, in words, for the colour bar's note.
+    """
+
+    high: float
+    clipped: int
+    cells: int
+    rule: str
+
+
+def color_scale(matrix: np.ndarray, percentile: float = 99.0) -> ColorScale:
+    """Colour scale of an `[S, S]` heatmap: up to the `percentile` of the strictly-lower entries.
 
     The diagonal (a sentence attending to itself) dwarfs everything else; scaling to it would leave the
-    rest of the heatmap dark. Falls back to the maximum, then to 1.0 for an all-zero matrix.
+    rest of the heatmap dark. So the top is the 99th percentile of the off-diagonal cells, and the cells
+    above it (mostly the diagonal) are counted for the colour bar's note and drawn in a colour of their
+    own. Falls back to the maximum, then to 1.0 for an all-zero matrix.
     """
-    lower = matrix[np.tril_indices(matrix.shape[0], k=-1)]
-    high = float(np.percentile(lower, 99)) if lower.size else 0.0
+    size = matrix.shape[0]
+    lower = matrix[np.tril_indices(size, k=-1)]
+    lower = lower[np.isfinite(lower)]
+    high = float(np.percentile(lower, percentile)) if lower.size else 0.0
+    rule = f"{percentile:g}th percentile of the off-diagonal cells"
     if high <= 0:
-        high = float(matrix.max(initial=0.0))
-    return high if high > 0 else 1.0
+        finite = matrix[np.isfinite(matrix)]
+        high, rule = float(finite.max(initial=0.0)), "maximum"
+    if high <= 0:
+        high, rule = 1.0, "1 (all cells are 0)"
+    tril = matrix[np.tril_indices(size)]
+    return ColorScale(high, int((tril[np.isfinite(tril)] > high).sum()), int(tril.size), rule)
+
+
+def select_scores(data: ExploreData, layer: int | None, head: int | None) -> np.ndarray:
+    """The `[S]` scores the anchor bars show with `select_matrix(data, layer, head)`.
+
+    The receiver-head anchor score (`data.anchor_scores`) for the receiver-head average; a layer's
+    mean of its heads' vertical scores for a layer; one head's vertical score for a head. NaN where a
+    sentence is not scored (for a layer mean: where any head is NaN, which is the same sentences).
+    """
+    if layer is None:
+        return data.anchor_scores
+    if head is None:
+        return data.vertical_scores[layer].mean(axis=0)
+    return data.vertical_scores[layer, head]
 
 
 def tag_attention(matrix: np.ndarray, tags: list[str], tag_order: list[str]) -> np.ndarray:
@@ -120,21 +166,68 @@ def tag_attention(matrix: np.ndarray, tags: list[str], tag_order: list[str]) -> 
     return means.reshape(n_tags, n_tags)
 
 
-def tag_table(data: ExploreData) -> list[dict]:
-    """Per function tag present: its colour-free summary row (count, mean and max anchor score)."""
+def tag_table(tags: list[str], scores: np.ndarray, tag_order: list[str]) -> list[dict]:
+    """Per tag of `tag_order` present in `tags`: sentence count, scored count, mean and max anchor score.
+
+    Unscored sentences (NaN score) are counted in `count`, left out of `scored`, mean and max (None
+    when no sentence of the tag is scored), so "not scored" never reads as a score of 0.
+    """
     rows = []
-    tags = np.array(data.tags)
-    for tag in data.tags_present():
-        scores = data.anchor_scores[tags == tag]
+    tag_array = np.array(tags)
+    for tag in tag_order:
+        values = scores[tag_array == tag]
+        if values.size == 0:
+            continue
+        finite = values[~np.isnan(values)]
         rows.append(
             {
                 "tag": tag,
-                "count": int(scores.size),
-                "mean_anchor_score": float(scores.mean()),
-                "max_anchor_score": float(scores.max()),
+                "count": int(values.size),
+                "scored": int(finite.size),
+                "mean_anchor_score": float(finite.mean()) if finite.size else None,
+                "max_anchor_score": float(finite.max()) if finite.size else None,
             }
         )
     return rows
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:
+    """Spearman rank correlation of `x` and `y` over the pairs where both are finite.
+
+    Returns:
+        `(rho, n)`: rho is None when fewer than 3 finite pairs exist or either side is constant.
+    """
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return None, n
+    return float(spearmanr(x[keep], y[keep]).statistic), n
+
+
+def sentence_token_rows(
+    view: TokenView, r: int, span: tuple[int, int], max_rows: int
+) -> tuple[np.ndarray, list[int]]:
+    """One sentence's rows of recorded head `r` of a `TokenView`, at most `max_rows` of them.
+
+    Args:
+        view: The token view.
+        r: Index into `view.heads`.
+        span: The sentence's half-open token span.
+        max_rows: Largest number of rows; longer sentences are mean-pooled over contiguous token runs.
+
+    Returns:
+        `([n, B] float32, starts)`: the rows and, per row, the first token position it covers.
+    """
+    start, end = span
+    rows = view.values[r, start:end]
+    if rows.shape[0] <= max_rows:
+        return rows, list(range(start, end))
+    edges = np.linspace(0, rows.shape[0], max_rows + 1).round().astype(np.int64)
+    pooled = np.add.reduceat(rows, edges[:-1], axis=0) / np.diff(edges)[:, None]
+    return pooled.astype(np.float32), [start + int(e) for e in edges[:-1]]
 
 
 def top_links(matrix: np.ndarray, i: int, k: int = 3) -> tuple[list[int], list[int]]:
