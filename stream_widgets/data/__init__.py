@@ -1,4 +1,11 @@
-"""The bundled Thought Anchors traces (MIT, see `thought_anchors/LICENSE.md`) and their loader.
+"""The bundled traces and their loader: two corpora in one layout.
+
+* ``"thought-anchors"`` (the default): real traces from the Thought Anchors visualiser (MIT, see
+  `thought_anchors/LICENSE.md`), written by DeepSeek-R1 distills, with GPT-4o function tags and
+  black-box importance measured by the models that wrote them.
+* ``"own-model"``: traces written by the opt-in Qwen2.5-Coder-0.5B-Instruct with importance computed by
+  the same model (`stream_widgets.importance`, `benchmarks/own_model_corpus.py`; see
+  `own_model/README.md`), so that the model that reads a trace also wrote it and measured it.
 
 Each trace directory holds `base_solution.json` (the prompt and the full chain of thought, `full_cot`)
 and `chunks_labeled.json` (one record per chunk: its text, its GPT-4o function tags and black-box
@@ -31,7 +38,9 @@ if TYPE_CHECKING:
     from stream_widgets.sentences import Sentence
 
 __all__ = [
+    "CORPORA",
     "IMPORTANCE_COLUMNS",
+    "OWN_MODEL_DIR",
     "TRACES_DIR",
     "BundledTrace",
     "SentenceLabels",
@@ -40,7 +49,11 @@ __all__ = [
 ]
 
 TRACES_DIR = Path(__file__).resolve().parent / "thought_anchors"
-"""Root of the bundled traces."""
+"""Root of the bundled Thought Anchors traces (the default corpus)."""
+OWN_MODEL_DIR = Path(__file__).resolve().parent / "own_model"
+"""Root of the own-model corpus (traces written and measured by the reading model)."""
+CORPORA = {"thought-anchors": TRACES_DIR, "own-model": OWN_MODEL_DIR}
+"""Corpus name -> root folder; every function here takes ``corpus=`` one of these names."""
 
 IMPORTANCE_COLUMNS = (
     "accuracy",
@@ -88,6 +101,7 @@ class BundledTrace:
         chunks: `[S]` chunk texts as labelled.
         function_tags: `[S]` tuples of function tags (every bundled chunk has exactly one).
         importance: Column name -> `[S]` floats (NaN where missing).
+        corpus: The corpus it belongs to (a key of `CORPORA`).
     """
 
     name: str
@@ -98,6 +112,7 @@ class BundledTrace:
     chunks: tuple[str, ...]
     function_tags: tuple[tuple[str, ...], ...]
     importance: dict[str, tuple[float, ...]] = field(hash=False)
+    corpus: str = "thought-anchors"
 
     @property
     def labels(self) -> list[str]:
@@ -195,25 +210,45 @@ def _weighted_mean(column: Sequence[float], overlaps: list[tuple[int, int]]) -> 
     return sum(value * shared for value, shared in defined) / sum(shared for _, shared in defined)
 
 
+def _root(corpus: str) -> Path:
+    if corpus not in CORPORA:
+        raise KeyError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
+    return CORPORA[corpus]
+
+
 @cache
-def list_bundled_traces() -> tuple[str, ...]:
-    """Return the names of all bundled traces, sorted (math problems and scenarios)."""
-    return tuple(
-        sorted(p.parent.relative_to(TRACES_DIR).as_posix() for p in TRACES_DIR.rglob("chunks_labeled.json"))
-    )
+def list_bundled_traces(corpus: str = "thought-anchors") -> tuple[str, ...]:
+    """Return the names of all traces of a corpus, sorted (for the default: math problems and scenarios).
 
-
-def load_bundled_trace(name_or_index: str | int) -> BundledTrace:
-    """Load one bundled trace by name (see `list_bundled_traces`) or by index into that list.
+    Args:
+        corpus: ``"thought-anchors"`` (the default) or ``"own-model"`` (`CORPORA`).
 
     Raises:
-        KeyError: For an unknown name or an index out of range (the message lists what exists).
+        KeyError: For an unknown corpus.
+    """
+    root = _root(corpus)
+    return tuple(sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("chunks_labeled.json")))
+
+
+def load_bundled_trace(name_or_index: str | int, corpus: str = "thought-anchors") -> BundledTrace:
+    """Load one trace by name (see `list_bundled_traces`) or by index into that list.
+
+    Args:
+        name_or_index: A name of `list_bundled_traces(corpus)` (or its unambiguous last parts), or an
+            index into it.
+        corpus: ``"thought-anchors"`` (the default) or ``"own-model"``.
+
+    Raises:
+        KeyError: For an unknown corpus, an unknown name or an index out of range (the message lists
+            what exists).
         ValueError: For a missing, unreadable or malformed file in the trace directory.
     """
-    names = list_bundled_traces()
+    names = list_bundled_traces(corpus)
+    if not names:
+        raise KeyError(f"the {corpus!r} corpus holds no traces in {_root(corpus)}")
     if isinstance(name_or_index, int) and not isinstance(name_or_index, bool):
         if not -len(names) <= name_or_index < len(names):
-            raise KeyError(f"trace index {name_or_index} out of range: {len(names)} bundled traces")
+            raise KeyError(f"trace index {name_or_index} out of range: {len(names)} traces in {corpus!r}")
         name = names[name_or_index]
     elif isinstance(name_or_index, str):
         name = name_or_index.strip("/")
@@ -222,12 +257,12 @@ def load_bundled_trace(name_or_index: str | int) -> BundledTrace:
             if len(matches) != 1:
                 raise KeyError(
                     f"no bundled trace {name_or_index!r} (or it is ambiguous); "
-                    f"choose one of list_bundled_traces(), e.g. {names[0]!r}"
+                    f"choose one of list_bundled_traces({corpus!r}), e.g. {names[0]!r}"
                 )
             name = matches[0]
     else:
         raise KeyError(f"expected a trace name or index, got {type(name_or_index).__name__}")
-    return _load(TRACES_DIR / name, name)
+    return _load(_root(corpus) / name, name, corpus)
 
 
 def _read_json(path: Path) -> object:
@@ -240,7 +275,7 @@ def _read_json(path: Path) -> object:
         raise ValueError(f"bundled trace file is corrupt ({error}): {path}; reinstall it") from error
 
 
-def _load(directory: Path, name: str) -> BundledTrace:
+def _load(directory: Path, name: str, corpus: str = "thought-anchors") -> BundledTrace:
     base = _read_json(directory / "base_solution.json")
     records = _read_json(directory / "chunks_labeled.json")
     if not isinstance(base, dict) or not isinstance(base.get("full_cot"), str):
@@ -264,4 +299,5 @@ def _load(directory: Path, name: str) -> BundledTrace:
         chunks=tuple(r["chunk"] for r in records),
         function_tags=tuple(tuple(r.get("function_tags") or ()) for r in records),
         importance=importance,
+        corpus=corpus,
     )

@@ -24,7 +24,7 @@ import torch
 from stream_widgets.attention import install_attention, repeat_kv
 from stream_widgets.config import StreamConfig
 
-__all__ = ["decode_attention", "greedy_tokens", "sparse_step_attention"]
+__all__ = ["CACHE_ARG", "cache_of", "decode_attention", "greedy_tokens", "sparse_step_attention"]
 
 
 def _cache_argument() -> str:
@@ -36,10 +36,12 @@ def _cache_argument() -> str:
     return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 
 
-_CACHE_ARG = _cache_argument()
+CACHE_ARG = _cache_argument()
+"""The name of a transformers model's KV-cache keyword argument (for every cached decoding loop)."""
 
 
-def _cache_of(output):
+def cache_of(output):
+    """The KV cache a transformers forward pass returned (``cache`` since 5.x, ``past_key_values`` before)."""
     return getattr(output, "cache", None) or output.past_key_values
 
 
@@ -118,13 +120,13 @@ def greedy_tokens(
     with torch.inference_mode():
         with prefill():
             out = model(input_ids=input_ids.to(device), use_cache=True, logits_to_keep=1)
-        past, nxt = _cache_of(out), int(out.logits[0, -1].argmax())
+        past, nxt = cache_of(out), int(out.logits[0, -1].argmax())
         while True:
             tokens.append(nxt)
             if nxt in stop_ids or len(tokens) >= max_new_tokens:
                 return tokens
             with step():
                 out = model(
-                    input_ids=torch.tensor([[nxt]], device=device), use_cache=True, **{_CACHE_ARG: past}
+                    input_ids=torch.tensor([[nxt]], device=device), use_cache=True, **{CACHE_ARG: past}
                 )
-            past, nxt = _cache_of(out), int(out.logits[0, -1].argmax())
+            past, nxt = cache_of(out), int(out.logits[0, -1].argmax())
