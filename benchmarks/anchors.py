@@ -32,10 +32,17 @@ Two stages, so the model passes can run on a GPU and the statistics anywhere:
   ``min_later``, with their split-half reliability over problems, and write them to
   `stream_widgets/data/receiver_heads/` (what `anchors.choose_heads` uses by default).
 
+Two corpora (``--corpus``): the bundled Thought Anchors traces (the default; their importance was measured
+by the 8B-14B models that wrote them, a *mixed-model* comparison) and the ``own-model`` corpus
+(`benchmarks/own_model_corpus.py`: traces written by Qwen2.5-Coder-0.5B-Instruct, importance computed by
+the same model, which is also the reader by default: a *same-model* comparison). On the own-model corpus
+the targets are the same-model columns present in every trace (`SAME_MODEL_TARGETS`), and the default
+is picked on every other problem (sorted by name), reported on the rest.
+
 Usage::
 
     python benchmarks/anchors.py compute --out .device/anchors [--model qwen2.5-coder-0.5b] [--device cuda]
-        [--parts stream dense suppression] [--traces N] [--max-tokens T]
+        [--parts stream dense suppression] [--traces N] [--max-tokens T] [--corpus own-model]
     python benchmarks/anchors.py analyse --runs .device/anchors [--json benchmarks/results/anchors.json]
     python benchmarks/anchors.py heads --runs .device/anchors
 
@@ -56,6 +63,22 @@ from scipy.stats import spearmanr
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ("counterfactual_importance_kl", "resampling_importance_accuracy")
+SAME_MODEL_TARGETS = (
+    "counterfactual_importance_kl",
+    "resampling_importance_kl",
+    "resampling_importance_accuracy",
+    "forced_importance_kl",
+    "forced_importance_accuracy",
+)
+"""Targets of an own-model analysis, in table order; those present (finite somewhere) in every trace count."""
+TARGET_NAMES = {
+    "counterfactual_importance_kl": "counterfactual KL",
+    "counterfactual_importance_accuracy": "counterfactual accuracy",
+    "resampling_importance_kl": "resampling KL",
+    "resampling_importance_accuracy": "resampling accuracy",
+    "forced_importance_kl": "forced-answer KL",
+    "forced_importance_accuracy": "forced-answer accuracy",
+}
 MIN_LATER = (1, 4)
 PROXIMITY_IGNORE = 4
 TOP = 5
@@ -81,17 +104,19 @@ def compute(args) -> None:
     from stream_widgets.tracer import trace
 
     torch.set_num_threads(args.threads)
+    if args.model is None and args.corpus == "own-model":
+        args.model = "qwen2.5-coder-0.5b"  # the model that wrote and measured the corpus reads it
     model, tokenizer = load_model(args.model, dtype=torch.float32)
     model = model.to(args.device)
     limit = int(getattr(model.config, "max_position_embeddings", 10**9))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = list_bundled_traces()[: args.traces]
+    names = list_bundled_traces(args.corpus)[: args.traces]
     for number, name in enumerate(names, 1):
         path = out / f"{_safe(name)}.npz"
         if path.exists():
             continue
-        bundled = load_bundled_trace(name)
+        bundled = load_bundled_trace(name, corpus=args.corpus)
         text = truncate_to_tokens(tokenizer, bundled.full_cot, min(limit, args.max_tokens or limit))
         arrays, seconds = {}, {}
         started = time.perf_counter()
@@ -117,6 +142,7 @@ def compute(args) -> None:
         arrays["token_counts"] = traced.sentence_token_counts().numpy()
         meta = {
             "name": name,
+            "corpus": args.corpus,
             "problem": bundled.problem_id,
             "author": bundled.model,
             "model_id": model_id(model),
@@ -150,6 +176,23 @@ def load_runs(folder: Path) -> list[dict]:
     if not runs:
         raise SystemExit(f"no computed traces in {folder}: run `compute` first")
     return runs
+
+
+def targets_of(runs: list[dict]) -> tuple[str, ...]:
+    """The targets of an analysis: `TARGETS` on the Thought Anchors corpus; on the own-model corpus, the
+    `SAME_MODEL_TARGETS` that every trace carries (finite for at least one sentence)."""
+    if not any(r.get("corpus") == "own-model" for r in runs):
+        return TARGETS
+    found = tuple(
+        t
+        for t in SAME_MODEL_TARGETS
+        if all(np.isfinite(r["arrays"].get(f"importance_{t}", np.array([np.nan]))).any() for r in runs)
+    )
+    if not found:
+        raise SystemExit(
+            "no same-model importance in these runs: run benchmarks/own_model_corpus.py forced first"
+        )
+    return found
 
 
 def scored(scores: np.ndarray, min_later: int) -> np.ndarray:
@@ -273,13 +316,13 @@ def all_scores(runs: list[dict], pool_of) -> dict[str, dict]:
     return table
 
 
-def evaluate(runs: list[dict], table: dict, indices: list[int]) -> dict[str, dict]:
-    """The figures of every score over the traces `indices`."""
+def evaluate(runs: list[dict], table: dict, indices: list[int], targets=TARGETS) -> dict[str, dict]:
+    """The figures of every score over the traces `indices`, against each of `targets`."""
     groups = [runs[i]["problem"] for i in indices]
     results = {}
     for name, entry in table.items():
         row = {k: v for k, v in entry.items() if k != "scores"}
-        for target in TARGETS:
+        for target in targets:
             per_trace = [
                 spearman(entry["scores"][i], runs[i]["arrays"][f"importance_{target}"]) for i in indices
             ]
@@ -330,14 +373,18 @@ def evaluate(runs: list[dict], table: dict, indices: list[int]) -> dict[str, dic
     return results
 
 
+def _targets(row: dict) -> list[str]:
+    return [t for t in TARGET_NAMES if isinstance(row.get(t), dict)]
+
+
 def causal(row: dict) -> float:
-    """Mean Spearman with the two causal targets."""
-    return float(np.mean([row[t]["mean"] for t in TARGETS]))
+    """Mean Spearman with the causal targets."""
+    return float(np.mean([row[t]["mean"] for t in _targets(row)]))
 
 
 def beyond(row: dict) -> float:
-    """Mean position-controlled Spearman with the two causal targets: what a score adds to position."""
-    return float(np.mean([row[t]["beyond_position"] for t in TARGETS]))
+    """Mean position-controlled Spearman with the causal targets: what a score adds to position."""
+    return float(np.mean([row[t]["beyond_position"] for t in _targets(row)]))
 
 
 def analyse(args) -> None:
@@ -348,15 +395,21 @@ def analyse(args) -> None:
     def other_problems(i):
         return [j for j in everyone if problems[j] != problems[i]]
 
-    pick = [i for i in everyone if problems[i] in PICK]
-    report = [i for i in everyone if problems[i] not in PICK]
+    targets = targets_of(runs)
+    own = any(r.get("corpus") == "own-model" for r in runs)
+    chooser = sorted(set(problems))[::2] if own else list(PICK)  # own-model: every other problem
+    pick = [i for i in everyone if problems[i] in chooser]
+    report = [i for i in everyone if problems[i] not in chooser]
 
     def pick_pool(i):
         return [j for j in pick if problems[j] != problems[i]]
 
-    full = evaluate(runs, all_scores(runs, other_problems), everyone)
+    full = evaluate(runs, all_scores(runs, other_problems), everyone, targets)
     split_table = all_scores(runs, pick_pool)
-    on_pick, on_report = evaluate(runs, split_table, pick), evaluate(runs, split_table, report)
+    on_pick, on_report = (
+        evaluate(runs, split_table, pick, targets),
+        evaluate(runs, split_table, report, targets),
+    )
     candidates = [
         name
         for name, row in on_pick.items()
@@ -370,7 +423,10 @@ def analyse(args) -> None:
         "model_id": runs[0]["model_id"],
         "traces": len(runs),
         "problems": sorted(set(problems)),
-        "pick_problems": list(PICK),
+        "corpus": "own-model" if own else "thought-anchors",
+        "authors": sorted({r.get("author", "?") for r in runs}),
+        "targets": list(targets),
+        "pick_problems": chooser,
         "tokens": [r["tokens"] for r in runs],
         "sentences": [r["sentences"] for r in runs],
         "sparsity": [r["sparsity"] for r in runs],
@@ -395,30 +451,31 @@ def table_markdown(full: dict, on_pick: dict, on_report: dict, chosen: str | Non
         lo, hi = r["beyond_position_ci95"]
         return f"{r['beyond_position']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
+    targets = _targets(next(iter(full.values())))
+    header = " | ".join(f"{TARGET_NAMES[t]}: mean [95% CI] / pooled | beyond position" for t in targets)
     lines = [
-        "| score | counterfactual KL: mean [95% CI] / pooled | beyond position | resampling accuracy: mean "
-        "[95% CI] / pooled | beyond position | top-5 in last 30% | Spearman with length | Stream vs dense: "
-        "Spearman / top-5 |",
-        "|---|---|---|---|---|---:|---:|---|",
+        f"| score | {header} | top-5 in last 30% | Spearman with length | Stream vs dense: Spearman / top-5 |",
+        "|---|" + "---|---|" * len(targets) + "---:|---:|---|",
     ]
     for name, row in sorted(full.items(), key=lambda kv: -causal(kv[1])):
         if row.get("side") == "dense":
             continue
         agreement = row.get("stream_vs_dense")
         lines.append(
-            f"| {name} | {cell(row, TARGETS[0])} | {after(row, TARGETS[0])} | {cell(row, TARGETS[1])} "
-            f"| {after(row, TARGETS[1])} | {row['top5_late_share']:.2f} | {row['length_spearman']:+.2f} | "
+            f"| {name} | "
+            + " | ".join(f"{cell(row, t)} | {after(row, t)}" for t in targets)
+            + f" | {row['top5_late_share']:.2f} | {row['length_spearman']:+.2f} | "
             + (f"{agreement['spearman']:.2f} / {agreement['top5_shared']:.1f}" if agreement else "-")
             + " |"
         )
     if chosen:
         pick, report = on_pick[chosen], on_report[chosen]
+        plain = ", ".join(f"{TARGET_NAMES[t]} {cell(report, t)}" for t in targets)
         lines += [
             "",
             f"chosen on the pick problems: **{chosen}** (beyond position: pick {beyond(pick):+.3f}, held-out "
-            f"{beyond(report):+.3f}; plain Spearman held-out: counterfactual KL {cell(report, TARGETS[0])}, "
-            f"resampling accuracy {cell(report, TARGETS[1])}; position baseline held-out: counterfactual KL "
-            f"{cell(on_report['position baseline'], TARGETS[0])})",
+            f"{beyond(report):+.3f}; plain Spearman held-out: {plain}; position baseline held-out: "
+            f"{TARGET_NAMES[targets[0]]} {cell(on_report['position baseline'], targets[0])})",
         ]
     return "\n".join(lines)
 
@@ -473,6 +530,12 @@ def main() -> None:
     c.add_argument("--traces", type=int, default=None, help="only the first N bundled traces")
     c.add_argument("--max-tokens", type=int, default=None, help="cut traces to this many tokens")
     c.add_argument("--parts", nargs="+", default=["stream", "dense", "suppression"])
+    c.add_argument(
+        "--corpus",
+        default="thought-anchors",
+        choices=("thought-anchors", "own-model"),
+        help="which bundled corpus (own-model: read by the model that wrote it unless --model says otherwise)",
+    )
     a = commands.add_parser("analyse")
     a.add_argument("--runs", required=True)
     a.add_argument("--json", default=str(RESULTS / "anchors.json"))

@@ -87,15 +87,9 @@ def generate(args) -> None:
 
     from stream_widgets import storage
     from stream_widgets.data import IMPORTANCE_COLUMNS
-    from stream_widgets.importance import (
-        TEMPERATURE,
-        TOP_P,
-        end_token_ids,
-        extract_answer,
-        is_correct,
-        sample_continuations,
-    )
+    from stream_widgets.importance import extract_answer, is_correct
     from stream_widgets.models import model_id
+    from stream_widgets.sampling import TEMPERATURE, TOP_P, end_token_ids, sample_continuations
     from stream_widgets.sentences import split_sentences
 
     model, tokenizer = _load_model(args)
@@ -136,7 +130,7 @@ def generate(args) -> None:
                 "load_model": args.model,
                 "seed": args.seed,
                 "stream": 0,
-                "sampler": "stream_widgets.importance.sample_continuations",
+                "sampler": "stream_widgets.sampling.sample_continuations",
                 "temperature": TEMPERATURE,
                 "top_p": TOP_P,
                 "max_new_tokens": args.max_new_tokens,

@@ -72,6 +72,18 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 import torch
 
+from stream_widgets.ruler.decoding import CACHE_ARG
+from stream_widgets.sampling import (
+    TEMPERATURE,
+    TOP_P,
+    batch_size_for,
+    cached,
+    check_sampling,
+    continue_batch,
+    end_token_ids,
+    prefill,
+    row_generator,
+)
 from stream_widgets.sentences import DEFAULT_SENTENCE_RULES, Sentence, split_sentences, token_spans
 from stream_widgets.tokens import tokenize
 
@@ -80,13 +92,10 @@ __all__ = [
     "FORCED_ANSWER_PROMPT",
     "KINDS",
     "SIMILARITY_THRESHOLD",
-    "TEMPERATURE",
-    "TOP_P",
     "ForcedImportance",
     "ResamplingImportance",
     "Rollout",
     "answer_kl",
-    "end_token_ids",
     "extract_answer",
     "forced_importance",
     "importance_from_rollouts",
@@ -94,15 +103,10 @@ __all__ = [
     "normalize_answer",
     "resampling_importance",
     "run_command",
-    "sample_continuations",
 ]
 
 FORCED_ANSWER_PROMPT = "\n</think>\n\nTherefore, the final answer is \\boxed{"
 """Appended to a prefix to force the answer (Thought Anchors' prompt, its typo "answers" fixed)."""
-TEMPERATURE = 0.6
-"""Sampling temperature of the rollouts (Thought Anchors' setting)."""
-TOP_P = 0.95
-"""Nucleus (top-p) mass of the rollouts (Thought Anchors' setting)."""
 ALPHA = 1e-9
 """Additive smoothing of answer distributions in the KL (Thought Anchors' default)."""
 SIMILARITY_THRESHOLD = 0.8
@@ -244,180 +248,6 @@ def _read(tokenizer, text: str, rules: str) -> _Trace:
     return _Trace(tokens.input_ids[0], sentences, lengths)
 
 
-# ============================================================================ decoding with a shared KV cache
-def _cache_arg() -> str:
-    from stream_widgets.ruler.decoding import CACHE_ARG
-
-    return CACHE_ARG
-
-
-def _prefill(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Keys and values ``[1, Hkv, T, D]`` of every layer for `input_ids` ``[T]``: the cache every prefix
-    crops. One forward pass."""
-    from stream_widgets.ruler.decoding import cache_of
-
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        out = model.get_decoder()(input_ids=input_ids[None].to(device), use_cache=True)
-    cache = cache_of(out)
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _cache(model, kv, length: int, rows: int):
-    """A fresh `DynamicCache` holding the first `length` tokens of `kv`, for a batch of `rows`."""
-    from transformers import DynamicCache
-
-    data = [
-        (k[:, :, :length].expand(rows, -1, -1, -1), v[:, :, :length].expand(rows, -1, -1, -1)) for k, v in kv
-    ]
-    return DynamicCache(ddp_cache_data=data, config=model.config)
-
-
-def _row_generator(seed: int, stream: int, row: int) -> torch.Generator:
-    """The CPU generator of sample `row` of prefix `stream` (independent of device and batch)."""
-    state = np.random.SeedSequence([seed, stream, row]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def _pick(logits: torch.Tensor, generators, temperature: float, top_p: float) -> torch.Tensor:
-    """Next token per row of ``[B, V]`` logits: greedy at temperature 0, else a nucleus sample drawn by
-    inverting the CDF of the sorted probabilities with one uniform number per row."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    ordered, order = probs.sort(dim=-1, descending=True, stable=True)
-    cumulative = ordered.cumsum(dim=-1)
-    ordered = ordered * ((cumulative - ordered) < top_p)  # the smallest head with mass >= top_p
-    cumulative = ordered.cumsum(dim=-1)
-    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators]).to(probs.device)
-    choice = (cumulative < (u * cumulative[:, -1])[:, None]).sum(dim=-1).clamp_max(probs.shape[-1] - 1)
-    return order.gather(1, choice[:, None])[:, 0]
-
-
-def _generate(
-    model,
-    kv,
-    length: int,
-    feed: torch.Tensor,
-    generators: Sequence[torch.Generator | None],
-    *,
-    max_new_tokens: int,
-    done: Callable[[list[int]], bool],
-    temperature: float,
-    top_p: float,
-) -> list[list[int]]:
-    """Continue ``sequence[:length] + feed`` (the first `length` tokens cached in `kv`), one row per
-    generator, until `done(row)` or `max_new_tokens`. Finished rows leave the batch (and its cache)."""
-    device = next(model.parameters()).device
-    rows = len(generators)
-    cache = _cache(model, kv, length, rows)
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    active = list(range(rows))
-    step_ids = feed.to(device)[None].expand(rows, -1)
-    with torch.inference_mode():
-        while active:
-            out = model(input_ids=step_ids, use_cache=True, logits_to_keep=1, **{_cache_arg(): cache})
-            picked = _pick(out.logits[:, -1], [generators[i] for i in active], temperature, top_p).tolist()
-            keep = []
-            for j, i in enumerate(active):
-                tokens[i].append(int(picked[j]))
-                if not done(tokens[i]) and len(tokens[i]) < max_new_tokens:
-                    keep.append(j)
-            if len(keep) < len(active):
-                if not keep:
-                    break
-                cache.batch_select_indices(torch.tensor(keep, device=device))
-            active = [active[j] for j in keep]
-            step_ids = torch.tensor([[picked[j]] for j in keep], device=device)
-    return tokens
-
-
-def _batch_size(model, batch_size: int | None) -> int:
-    if batch_size is None:
-        return 64 if next(model.parameters()).device.type == "cuda" else 8
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
-
-
-def _check_sampling(temperature, top_p, max_new_tokens) -> None:
-    if not (isinstance(temperature, int | float) and temperature >= 0):
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if not (isinstance(top_p, int | float) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-
-
-def end_token_ids(tokenizer) -> frozenset[int]:
-    """The tokens that end a model's answer: its eos token and the usual chat end markers it knows."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for special in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-        token = tokenizer.convert_tokens_to_ids(special)
-        if isinstance(token, int) and token != tokenizer.unk_token_id and token >= 0:
-            ids.add(token)
-    return frozenset(ids)
-
-
-def sample_continuations(
-    model,
-    input_ids: torch.Tensor,
-    num_samples: int,
-    *,
-    seed: int = 0,
-    max_new_tokens: int = 512,
-    temperature: float = TEMPERATURE,
-    top_p: float = TOP_P,
-    stop_ids: Sequence[int] = (),
-    batch_size: int | None = None,
-    stream: int = 0,
-) -> list[list[int]]:
-    """Sample `num_samples` continuations of one prompt, in batches sharing the prompt's KV cache.
-
-    Args:
-        model: A transformers causal LM.
-        input_ids: int64 ``[T]`` (or ``[1, T]``) the prompt, T >= 1.
-        num_samples: Continuations to draw.
-        seed: Sample r draws from a generator seeded by ``(seed, stream, r)``: the same seed gives the
-            same samples on the same device, whatever `batch_size`.
-        max_new_tokens: Most tokens per continuation.
-        temperature: 0 for greedy decoding; else the softmax temperature.
-        top_p: Nucleus mass (1 = plain sampling).
-        stop_ids: Tokens that end a continuation (kept in it).
-        batch_size: Continuations per batch (default 8 on the CPU, 64 on CUDA).
-        stream: A second seed component (the prefix index, for resampling).
-
-    Returns:
-        One list of new token ids per sample.
-
-    Cost: one prompt pass, then ``num_samples x max_new_tokens`` token steps at most, in batches.
-    """
-    _check_sampling(temperature, top_p, max_new_tokens)
-    ids = torch.as_tensor(input_ids).reshape(-1).to(torch.int64)
-    if ids.numel() < 1:
-        raise ValueError("input_ids is empty: give at least one prompt token")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-    batch = _batch_size(model, batch_size)
-    stops = frozenset(int(i) for i in stop_ids)
-    kv = _prefill(model, ids[:-1]) if ids.numel() > 1 else None
-    out: list[list[int]] = []
-    for first in range(0, num_samples, batch):
-        generators = [_row_generator(seed, stream, r) for r in range(first, min(first + batch, num_samples))]
-        out += _generate(
-            model,
-            kv or [],
-            ids.numel() - 1,
-            ids[-1:],
-            generators,
-            max_new_tokens=max_new_tokens,
-            done=lambda row: row[-1] in stops,
-            temperature=temperature,
-            top_p=top_p,
-        )
-    return out
-
-
 # ============================================================================ forced-answer importance
 @dataclass(frozen=True)
 class ForcedImportance:
@@ -491,7 +321,7 @@ def forced_importance(
     read = _read(tokenizer, text, rules)
     force = torch.tensor(tokenizer(prompt, add_special_tokens=False)["input_ids"], dtype=torch.int64)
     check_context_length(model, int(read.input_ids.numel()) + force.numel() + max_answer_tokens)
-    kv = _prefill(model, read.input_ids[: read.prefix_lengths[-1]])
+    kv = prefill(model, read.input_ids[: read.prefix_lengths[-1]])
     prefixes = range(len(read.prefix_lengths))
     if progress:
         from tqdm.auto import tqdm
@@ -499,7 +329,7 @@ def forced_importance(
         prefixes = tqdm(prefixes, desc="forced answers", unit="prefix")
     greedy = []
     for k in prefixes:
-        row = _generate(
+        row = continue_batch(
             model,
             kv,
             read.prefix_lengths[k],
@@ -566,9 +396,9 @@ def _score_candidates(
     device = next(model.parameters()).device
     head = model.get_output_embeddings()
     decoder = model.get_decoder()
-    cache = _cache(model, kv, length, 1)
+    cache = cached(model, kv, length, 1)
     with torch.inference_mode():
-        out = decoder(input_ids=force.to(device)[None], use_cache=True, **{_cache_arg(): cache})
+        out = decoder(input_ids=force.to(device)[None], use_cache=True, **{CACHE_ARG: cache})
         first = torch.log_softmax(head(out.last_hidden_state[0, -1]).float(), dim=-1)  # [V]
         longest = max(len(c) for c in candidates)
         scores = [float(first[c[0]]) for c in candidates]
@@ -577,9 +407,9 @@ def _score_candidates(
             batch = torch.zeros(len(candidates), longest - 1, dtype=torch.int64)
             for r, c in enumerate(candidates):
                 batch[r, : len(c) - 1] = torch.tensor(c[:-1])
-            grown = _cache(model, ext, length + force.numel(), len(candidates))
+            grown = cached(model, ext, length + force.numel(), len(candidates))
             hidden = decoder(
-                input_ids=batch.to(device), use_cache=True, **{_cache_arg(): grown}
+                input_ids=batch.to(device), use_cache=True, **{CACHE_ARG: grown}
             ).last_hidden_state
             rows = [r for r, c in enumerate(candidates) for _ in c[1:]]
             cols = [j for c in candidates for j in range(len(c) - 1)]
@@ -687,7 +517,7 @@ def resampling_importance(
     from stream_widgets.models import check_context_length
     from stream_widgets.similarity import default_similarity
 
-    _check_sampling(temperature, top_p, max_new_tokens)
+    check_sampling(temperature, top_p, max_new_tokens)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
     started = time.perf_counter()
@@ -698,9 +528,9 @@ def resampling_importance(
         raise ValueError(f"threshold must be a similarity in [-1, 1], got {threshold!r}")
     read = _read(tokenizer, text, rules)
     check_context_length(model, read.prefix_lengths[-1] + max_new_tokens)
-    batch = _batch_size(model, batch_size)
+    batch = batch_size_for(model, batch_size)
     stops = frozenset(int(i) for i in stop_ids) if stop_ids is not None else end_token_ids(tokenizer)
-    kv = _prefill(model, read.input_ids[: read.prefix_lengths[-1]])
+    kv = prefill(model, read.input_ids[: read.prefix_lengths[-1]])
     prefixes = range(len(read.prefix_lengths))
     if progress:
         from tqdm.auto import tqdm
@@ -711,8 +541,8 @@ def resampling_importance(
         length = read.prefix_lengths[k]
         rows: list[list[int]] = []
         for first in range(0, samples, batch):
-            generators = [_row_generator(seed, k, r) for r in range(first, min(first + batch, samples))]
-            rows += _generate(
+            generators = [row_generator(seed, k, r) for r in range(first, min(first + batch, samples))]
+            rows += continue_batch(
                 model,
                 kv,
                 length - 1,

@@ -12,7 +12,6 @@ from stream_widgets.importance import (
     FORCED_ANSWER_PROMPT,
     OTHER,
     Rollout,
-    _row_generator,
     answer_kl,
     extract_answer,
     forced_importance,
@@ -20,8 +19,8 @@ from stream_widgets.importance import (
     is_correct,
     normalize_answer,
     resampling_importance,
-    sample_continuations,
 )
+from stream_widgets.sampling import row_generator, sample_continuations
 from stream_widgets.similarity import JaccardSimilarity
 from stream_widgets.tokens import tokenize
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
@@ -89,7 +88,7 @@ def test_sampling_with_a_cache_equals_the_plain_loop_and_is_seeded(tiny):
     model, tokenizer = tiny
     ids = tokenize(tokenizer, PROMPT).input_ids[0][:30]
     got = sample_continuations(model, ids, 4, seed=7, max_new_tokens=12, batch_size=3)
-    want = [_plain_sample(model, ids, _row_generator(7, 0, r), 12) for r in range(4)]
+    want = [_plain_sample(model, ids, row_generator(7, 0, r), 12) for r in range(4)]
     assert got == want
     assert sample_continuations(model, ids, 4, seed=7, max_new_tokens=12, batch_size=1) == got
     assert sample_continuations(model, ids, 4, seed=8, max_new_tokens=12) != got
@@ -289,7 +288,7 @@ def test_resampling_rollouts_equal_the_plain_loop_and_are_seeded(tiny):
     assert len(got.rollouts) == len(sentences) + 1
     for k, length in enumerate(lengths):
         for r, rollout in enumerate(got.rollouts[k]):
-            row = _plain_sample(model, ids[:length], _row_generator(3, k, r), 6)
+            row = _plain_sample(model, ids[:length], row_generator(3, k, r), 6)
             assert rollout.text == tokenizer.decode(row, skip_special_tokens=True)
             assert rollout.tokens == len(row)
     other = resampling_importance(model, tokenizer, PROMPT, **{**kwargs, "seed": 4})
