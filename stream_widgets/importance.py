@@ -33,9 +33,11 @@ What this module does, and where it differs:
 * **Forced-answer distribution from the logits**, not from 100 samples: the candidate answers are the
   greedy forced answer after every prefix, plus the answer the trace itself gives and the reference
   answer when known; each candidate's probability is the product of its token probabilities after the
-  forcing prompt (teacher-forced, closing brace included), candidates with the same normalised form add
-  up, and the rest of the mass is one more answer, "other". This is the exact distribution over the
-  answers it covers, where sampling would estimate it; KL then uses the same smoothing as above on
+  forcing prompt (teacher-forced) times the probability that the box closes right after it (the mass
+  of the tokens that start with ``}``: ``}``, ``}.``, ``}\n`` ...; `closing_tokens`), candidates with
+  the same normalised form add up, and the rest of the mass is one more answer, "other". This is the
+  exact distribution over the answers it covers (in the tokenizer's own spelling of each), where
+  sampling would estimate it; KL then uses the same smoothing as above on
   probabilities (``(p + alpha) / (1 + alpha V)``). Thought Anchors' prompt has a typo ("final answers
   is"); here it reads "final answer is" (`FORCED_ANSWER_PROMPT`).
 * **Answers**: the first non-empty ``\\boxed{...}`` (balanced braces) of a continuation, else its last
@@ -96,6 +98,7 @@ __all__ = [
     "ResamplingImportance",
     "Rollout",
     "answer_kl",
+    "closing_tokens",
     "extract_answer",
     "forced_importance",
     "importance_from_rollouts",
@@ -347,9 +350,10 @@ def forced_importance(
     answers = tuple(dict.fromkeys(normalize_answer(a) for a in candidates)) + (OTHER,)
     column = {a: i for i, a in enumerate(answers)}
     rows = np.zeros((len(read.prefix_lengths), len(answers)))
-    candidate_ids = [tokenizer(a + "}", add_special_tokens=False)["input_ids"] for a in candidates]
+    candidate_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in candidates]
+    closers = closing_tokens(tokenizer)
     for k, length in enumerate(read.prefix_lengths):
-        logp = _score_candidates(model, kv, length, force, candidate_ids)
+        logp = _score_candidates(model, kv, length, force, candidate_ids, closers)
         for answer, value in zip(candidates, logp, strict=True):
             rows[k, column[normalize_answer(answer)]] += math.exp(value)
         rows[k, -1] = max(0.0, 1.0 - rows[k, :-1].sum())
@@ -385,13 +389,30 @@ def _weights(row: np.ndarray, answers: Sequence[str]) -> dict[str, float]:
     return {a: float(w) for a, w in zip(answers, row, strict=True)}
 
 
-def _score_candidates(
-    model, kv, length: int, force: torch.Tensor, candidates: list[list[int]]
-) -> list[float]:
-    """log P(candidate | sequence[:length] + force) of every candidate (teacher-forced, one batch).
+def closing_tokens(tokenizer) -> torch.Tensor:
+    """bool ``[V]``: the tokens whose text starts with ``}`` (the box closes, whatever follows in the same
+    token: ``}``, ``}.``, ``}\n``, ``}$``). O(V) decodes; memoised per tokenizer."""
+    key = id(tokenizer)
+    if key not in _CLOSERS:
+        size = max(len(tokenizer), int(getattr(tokenizer, "vocab_size", 0) or 0))
+        texts = tokenizer.batch_decode([[i] for i in range(size)])
+        _CLOSERS[key] = (tokenizer, torch.tensor([t.startswith("}") for t in texts]))
+    return _CLOSERS[key][1]
 
-    The forcing prompt runs once; the candidates, right-padded (a causal model never reads the padding
-    of the positions it is scored on), run as one batch on its cache. Logits only at scored positions.
+
+_CLOSERS: dict[int, tuple[object, torch.Tensor]] = {}
+
+
+def _score_candidates(
+    model, kv, length: int, force: torch.Tensor, candidates: list[list[int]], closers: torch.Tensor
+) -> list[float]:
+    """log P(the box holds exactly the candidate | sequence[:length] + force), every candidate.
+
+    = the log-probabilities of the candidate's tokens (teacher-forced) plus the log of the mass of the
+    closing tokens right after it (a token that starts with ``}``: the model may close the box with
+    ``}.`` or ``}\n`` as one token). The forcing prompt runs once; the candidates, right-padded (a causal
+    model never reads the padding of the positions it is scored on), run as one batch on its cache.
+    Logits only at scored positions.
     """
     device = next(model.parameters()).device
     head = model.get_output_embeddings()
@@ -400,24 +421,24 @@ def _score_candidates(
     with torch.inference_mode():
         out = decoder(input_ids=force.to(device)[None], use_cache=True, **{CACHE_ARG: cache})
         first = torch.log_softmax(head(out.last_hidden_state[0, -1]).float(), dim=-1)  # [V]
-        longest = max(len(c) for c in candidates)
         scores = [float(first[c[0]]) for c in candidates]
-        if longest > 1:
-            ext = [(k, v) for k, v in ((layer.keys, layer.values) for layer in cache.layers)]
-            batch = torch.zeros(len(candidates), longest - 1, dtype=torch.int64)
-            for r, c in enumerate(candidates):
-                batch[r, : len(c) - 1] = torch.tensor(c[:-1])
-            grown = cached(model, ext, length + force.numel(), len(candidates))
-            hidden = decoder(
-                input_ids=batch.to(device), use_cache=True, **{CACHE_ARG: grown}
-            ).last_hidden_state
-            rows = [r for r, c in enumerate(candidates) for _ in c[1:]]
-            cols = [j for c in candidates for j in range(len(c) - 1)]
-            targets = torch.tensor([t for c in candidates for t in c[1:]], device=device)
-            logp = torch.log_softmax(head(hidden[rows, cols]).float(), dim=-1)
-            picked = logp.gather(1, targets[:, None])[:, 0].tolist()
-            for r, value in zip(rows, picked, strict=True):
-                scores[r] += value
+        longest = max(len(c) for c in candidates)
+        ext = [(layer.keys, layer.values) for layer in cache.layers]
+        batch = torch.zeros(len(candidates), longest, dtype=torch.int64)
+        for r, c in enumerate(candidates):
+            batch[r, : len(c)] = torch.tensor(c)
+        grown = cached(model, ext, length + force.numel(), len(candidates))
+        hidden = decoder(input_ids=batch.to(device), use_cache=True, **{CACHE_ARG: grown}).last_hidden_state
+        rows = [r for r, c in enumerate(candidates) for _ in c]  # position j predicts token j + 1, or the end
+        cols = [j for c in candidates for j in range(len(c))]
+        logp = torch.log_softmax(head(hidden[rows, cols]).float(), dim=-1)
+        targets = [t for c in candidates for t in [*c[1:], -1]]
+        closing = closers.to(device)
+        for n, (r, target) in enumerate(zip(rows, targets, strict=True)):
+            if target >= 0:
+                scores[r] += float(logp[n, target])
+            else:
+                scores[r] += float(torch.logsumexp(logp[n][closing[: logp.shape[1]]], dim=0))
     return scores
 
 

@@ -223,16 +223,19 @@ def test_forced_importance_equals_a_plain_teacher_forced_reference(tiny):
                 break
         assert got.greedy[k] == text[:end].strip()
     assert "ten" in got.candidates
-    # candidate probabilities, one full pass per candidate and prefix
+    # candidate probabilities, one full pass per candidate and prefix; the box closes with any "}..." token
+    closers = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).startswith("}")]
+    assert closers
     want = np.zeros_like(got.distributions)
     for k, length in enumerate(lengths):
         for candidate in got.candidates:
-            c = tokenizer(candidate + "}", add_special_tokens=False)["input_ids"]
+            c = tokenizer(candidate, add_special_tokens=False)["input_ids"]
             x = torch.cat([ids[:length], force, torch.tensor(c)])
             with torch.inference_mode():
                 logp = torch.log_softmax(model(x[None]).logits[0].double(), -1)
             start = length + force.numel()
             total = sum(float(logp[start - 1 + j, t]) for j, t in enumerate(c))
+            total += math.log(sum(math.exp(float(logp[-1, i])) for i in closers))
             want[k, got.answers.index(normalize_answer(candidate))] += math.exp(total)
         want[k, -1] = max(0.0, 1 - want[k, :-1].sum())
     want /= want.sum(1, keepdims=True)
