@@ -152,6 +152,7 @@ def compute(args) -> None:
             "retained_mass": float(traced.retained_mass.mean()),
             "config": traced.config.to_dict(),
             "tags": list(labels.function_tags),
+            "spans": [[x.char_start, x.char_end] for x in traced.sentences],
             "seconds": seconds,
             "device": args.device,
         }
@@ -167,15 +168,31 @@ def compute(args) -> None:
 
 # ============================================================================ analysis helpers
 def load_runs(folder: Path) -> list[dict]:
+    """Every computed trace in `folder`. Own-model runs take their importance from the corpus as it is now
+    (`fresh_importance`), so columns computed after `compute` ran (resampling on a GPU) count."""
     runs = []
     for path in sorted(folder.glob("*.npz")):
         meta = json.loads(path.with_suffix(".json").read_text())
         with np.load(path) as data:
             meta["arrays"] = {k: data[k] for k in data.files}
+        if meta.get("corpus") == "own-model" and "spans" in meta:
+            meta["arrays"].update(fresh_importance(meta["name"], meta["spans"]))
         runs.append(meta)
     if not runs:
         raise SystemExit(f"no computed traces in {folder}: run `compute` first")
     return runs
+
+
+def fresh_importance(name: str, spans: list[list[int]]) -> dict[str, np.ndarray]:
+    """``importance_<column>`` -> ``[S]``: the own-model trace's labels now, carried over to the traced
+    sentences (their character spans in ``full_cot``)."""
+    from stream_widgets.data import load_bundled_trace
+    from stream_widgets.sentences import Sentence
+
+    bundled = load_bundled_trace(name, corpus="own-model")
+    sentences = [Sentence(i, bundled.full_cot[a:b], a, b) for i, (a, b) in enumerate(spans)]
+    labels = bundled.labels_for(sentences)
+    return {f"importance_{c}": np.asarray(v, dtype=np.float64) for c, v in labels.importance.items()}
 
 
 def targets_of(runs: list[dict]) -> tuple[str, ...]:

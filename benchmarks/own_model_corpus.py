@@ -163,9 +163,10 @@ def generate(args) -> None:
 
 
 # ============================================================================ importance stages
-def corpus_traces(root: Path, model: str) -> list[Path]:
+def corpus_traces(root: Path, model: str, names=None) -> list[Path]:
     folder = root / MODELS.get(model, model.replace("/", "__")) / CONDITION
-    return sorted(p.parent for p in folder.glob("*/chunks_labeled.json"))
+    found = sorted(p.parent for p in folder.glob("*/chunks_labeled.json"))
+    return [p for p in found if names is None or p.name in names]
 
 
 def _update(directory: Path, columns: dict, kind: str, meta: dict) -> None:
@@ -198,7 +199,7 @@ def forced(args) -> None:
     from stream_widgets.importance import forced_importance
 
     model, tokenizer = _load_model(args)
-    for directory in corpus_traces(Path(args.root), args.model)[: args.traces]:
+    for directory in corpus_traces(Path(args.root), args.model, args.names)[: args.traces]:
         info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
         if "forced" in info and not args.force:
             continue
@@ -230,10 +231,10 @@ def resample(args) -> None:
 
     model, tokenizer = _load_model(args)
     measure = default_similarity()
-    for directory in corpus_traces(Path(args.root), args.model)[: args.traces]:
+    for directory in corpus_traces(Path(args.root), args.model, args.names)[: args.traces]:
         info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
-        if "resampling" in info and not args.force:
-            continue
+        if "resampling" in info and info["resampling"]["samples"] >= args.samples and not args.force:
+            continue  # done with as many samples (a smaller CPU run is redone at a larger N)
         base = json.loads((directory / "base_solution.json").read_text(encoding="utf-8"))
         if args.max_sentences is not None:
             records = json.loads((directory / "chunks_labeled.json").read_text(encoding="utf-8"))
@@ -297,6 +298,7 @@ def main() -> None:
         c.add_argument("--traces", type=int, default=None, help="only the first N problems / traces")
         c.add_argument("--seed", type=int, default=0)
         c.add_argument("--force", action="store_true", help="recompute columns already there")
+        c.add_argument("--names", nargs="+", default=None, help="only these traces (e.g. problem_word_04)")
         if name == "generate":
             c.add_argument("--max-new-tokens", type=int, default=700)
         if name == "resample":

@@ -95,3 +95,17 @@ def test_the_own_model_table_uses_the_same_model_columns_present(bench, tmp_path
     np.savez(tmp_path / "runs" / "problem_word_01.npz", **arrays)
     _, summary = _analyse(bench, tmp_path / "runs", tmp_path / "b.json", capsys)
     assert summary["targets"] == ["forced_importance_kl"]
+
+
+def test_own_model_runs_read_the_corpus_importance_as_it_is_now(bench):
+    from stream_widgets.data import list_bundled_traces, load_bundled_trace
+    from stream_widgets.sentences import split_sentences
+
+    name = list_bundled_traces("own-model")[0]
+    trace = load_bundled_trace(name, corpus="own-model")
+    sentences = split_sentences(trace.full_cot)
+    got = bench.fresh_importance(name, [[s.char_start, s.char_end] for s in sentences])
+    want = trace.labels_for(sentences).importance
+    assert set(got) == {f"importance_{c}" for c in want}
+    for column, values in want.items():
+        np.testing.assert_array_equal(got[f"importance_{column}"], np.asarray(values, dtype=np.float64))
