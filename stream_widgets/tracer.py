@@ -32,7 +32,7 @@ from stream_widgets.sparse_attention import dense_attention, masked_chunks, spar
 from stream_widgets.tokens import sentence_ids, tokenize
 from stream_widgets.traces import Trace
 
-__all__ = ["MODES", "MaskFn", "Recorder", "Recording", "stream_attention", "trace"]
+__all__ = ["MODES", "MaskFn", "Recorder", "Recording", "input_device", "stream_attention", "trace"]
 
 MODES = ("observe", "sparse")
 # Inputs at least this long get a progress bar over layers by default.
@@ -110,6 +110,13 @@ class Recorder:
 
     def __call__(self, call: AttentionCall) -> torch.Tensor:
         """Attention of one layer: ``[B, H, T, D]`` out, records kept."""
+        # Each layer runs on the device of its queries and keys (layers may sit on different GPUs under
+        # an accelerate device map); Triton launches on the current device, so make it that one.
+        guard = torch.cuda.device(call.query.device) if call.query.is_cuda else contextlib.nullcontext()
+        with guard:
+            return self._attend(call)
+
+    def _attend(self, call: AttentionCall) -> torch.Tensor:
         query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
         mask = self.mask_fn(query, key, self.config)
         b, h, t, _ = query.shape
@@ -240,6 +247,20 @@ class Recorder:
         return torch.stack([self.sentence_sums[i][0] for i in layers])
 
 
+def input_device(model) -> torch.device:
+    """Where the model's input ids go: the device its token embedding runs on.
+
+    Under an accelerate device map the embedding's hook names its execution device (its weight may be
+    offloaded, on the ``meta`` device); otherwise it is the embedding weight's device.
+    """
+    embedding = model.get_input_embeddings()
+    hook = getattr(embedding, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
+    return embedding.weight.device
+
+
 @contextlib.contextmanager
 def stream_attention(
     model,
@@ -351,7 +372,7 @@ def trace(
         )
     check_context_length(model, t)
     spans = tokens.sentences() if sentences else []
-    device = next(model.parameters()).device
+    device = input_device(model)
     with (
         stream_attention(
             model,
