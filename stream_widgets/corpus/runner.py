@@ -378,7 +378,7 @@ def run_corpus(
             f"{len(mapped)} ids are not safe file names and were mapped: "
             + ", ".join(f"{item.id!r} -> {item.name}" for item in mapped[:5])
             + (" ..." if len(mapped) > 5 else "")
-            + f" (corpus.json lists both)"
+            + " (corpus.json lists both)"
         )
     run = _plan(out, items, settings)
     run.save()
