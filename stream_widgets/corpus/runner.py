@@ -520,11 +520,15 @@ def _run_here(job: _Job, tasks: Sequence[_Task], finished) -> None:
     import torch
 
     device = job.devices[0]
+    threads = torch.get_num_threads()
     if job.threads is not None:
         torch.set_num_threads(job.threads)
-    model, tokenizer = _load(job, device)
-    for task in tasks:
-        finished(task.id, _trace_one(model, tokenizer, task, job, device))
+    try:
+        model, tokenizer = _load(job, device)
+        for task in tasks:
+            finished(task.id, _trace_one(model, tokenizer, task, job, device))
+    finally:
+        torch.set_num_threads(threads)  # this process's own setting, as it was
 
 
 # ----------------------------------------------------------------- worker processes
