@@ -98,7 +98,7 @@ def test_schema_errors_name_the_line_and_the_field(tmp_path, record, message):
         return
     with pytest.raises(ValueError) as error:
         read_inputs(source)
-    assert f"in.jsonl line 2" in str(error.value) and message in str(error.value)
+    assert "in.jsonl line 2" in str(error.value) and message in str(error.value)
 
 
 def test_file_level_errors(tmp_path):
