@@ -15,41 +15,12 @@ import pytest
 from stream_widgets.cli import main
 from stream_widgets.config import StreamConfig
 from stream_widgets.corpus import CorpusRun, analyse_corpus, corpus_report, load_corpus_heads, run_corpus
-from stream_widgets.sentences import split_sentences
 from stream_widgets.traces import Trace
-from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
+from tests.corpus_example import TAGS, records, text
+from tests.tiny_models import tiny_model, tiny_tokenizer
 
-BODY = TEXT.split("<think>\n")[1].split("\n</think>")[0]
-PARTS = [p for p in BODY.replace("\n\n", " ").split(" ") if p]
 CONFIG = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
 SMALL_FLAGS = ["--q-block", "8", "--k-block", "4", "--top-k", "2", "--sink", "4", "--window", "8"]
-TAGS = ("plan_generation", "active_computation", "self_checking", "result_consolidation")
-
-
-def _text(k: int, repeats: int = 3) -> str:
-    """A different reasoning text for every k: the body's words rotated, repeated."""
-    words = PARTS[k % len(PARTS) :] + PARTS[: k % len(PARTS)]
-    return "<think>\n" + "\n\n".join([" ".join(words)] * repeats) + "\n</think>\nThe answer is ten."
-
-
-def _records(n: int = 4) -> list[dict]:
-    rng = np.random.default_rng(0)
-    records = []
-    for k in range(n):
-        text = _text(k)
-        s = len(split_sentences(text))
-        records.append(
-            {
-                "id": f"trace-{k}",
-                "text": text,
-                "group": f"problem-{k // 2}",
-                "labels": {
-                    "function_tag": [TAGS[(i + k) % len(TAGS)] for i in range(s)],
-                    "importance": [float(v) for v in rng.random(s)],
-                },
-            }
-        )
-    return records
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +36,7 @@ def corpus(tiny_folder, tmp_path_factory):
     """A traced and analysed corpus of 4 labelled texts in 2 groups."""
     out = tmp_path_factory.mktemp("corpus")
     source = out.parent / f"{out.name}-inputs.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in _records()), encoding="utf-8")
+    source.write_text("".join(json.dumps(r) + "\n" for r in records()), encoding="utf-8")
     run = run_corpus(source, out, model=str(tiny_folder), config=CONFIG, progress=False)
     html = corpus_report(out, progress=False, top_heads=4)
     return out, source, run, html
@@ -94,7 +65,7 @@ def test_every_input_is_traced_as_trace_would(corpus, tiny_folder):
     manifest = json.loads((out / "corpus.json").read_text())
     assert manifest["summary"]["done"] == 4 and manifest["failures"] == []
     model, tokenizer = load_model(tiny_folder)
-    for entry, record in zip(run.entries, _records(), strict=True):
+    for entry, record in zip(run.entries, records(), strict=True):
         saved = Trace.load(out / entry.file)
         assert entry.file == f"traces/{record['id']}.safetensors" and entry.group == record["group"]
         assert saved.equal(trace(model, tokenizer, record["text"], CONFIG, progress=False))
@@ -107,8 +78,8 @@ def test_every_input_is_traced_as_trace_would(corpus, tiny_folder):
 
 def test_a_rerun_skips_what_is_done_and_retraces_what_changed(tiny_folder, tmp_path, capsys):
     source = tmp_path / "in.jsonl"
-    records = _records(3)
-    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    inputs = records(3)
+    source.write_text("".join(json.dumps(r) + "\n" for r in inputs), encoding="utf-8")
     out = tmp_path / "out"
     options = {"model": str(tiny_folder), "config": CONFIG}
     first = run_corpus(source, out, **options)
@@ -117,13 +88,13 @@ def test_a_rerun_skips_what_is_done_and_retraces_what_changed(tiny_folder, tmp_p
     assert "3 of 3 traces are done already" in capsys.readouterr().err
     assert _mtimes(out) == before and again.entries == first.entries
     # a changed text is traced again, the others are not
-    records[1]["text"] = _text(7)
-    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    inputs[1]["text"] = text(7)
+    source.write_text("".join(json.dumps(r) + "\n" for r in inputs), encoding="utf-8")
     changed = run_corpus(source, out, **options)
     after = _mtimes(out)
     assert [after[n] == before[n] for n in sorted(before)] == [True, False, True]
     assert changed.entries[1].hash != first.entries[1].hash
-    assert Trace.load(out / changed.entries[1].file).text == _text(7)
+    assert Trace.load(out / changed.entries[1].file).text == text(7)
     # a changed setting re-traces everything
     other = run_corpus(
         source, out, model=str(tiny_folder), config=StreamConfig(q_block=8, k_block=4, top_k=3)
@@ -133,9 +104,9 @@ def test_a_rerun_skips_what_is_done_and_retraces_what_changed(tiny_folder, tmp_p
 
 
 def test_a_failing_input_is_recorded_and_the_run_goes_on(tiny_folder, tmp_path):
-    records = _records(2)
-    records.insert(1, {"id": "too long", "text": _text(0, repeats=40)})  # > the tiny model's 512 tokens
-    run = run_corpus(records, tmp_path, model=str(tiny_folder), config=CONFIG, progress=False)
+    inputs = records(2)
+    inputs.insert(1, {"id": "too long", "text": text(0, repeats=40)})  # > the tiny model's 512 tokens
+    run = run_corpus(inputs, tmp_path, model=str(tiny_folder), config=CONFIG, progress=False)
     assert [e.status for e in run.entries] == ["done", "failed", "done"]
     failed = run.entries[1]
     assert failed.error.startswith("ValueError: the text is") and "context of 512 tokens" in failed.error
@@ -150,12 +121,12 @@ def test_a_failing_input_is_recorded_and_the_run_goes_on(tiny_folder, tmp_path):
 
 
 def test_two_cpu_workers_write_the_same_traces_as_one(tiny_folder, tmp_path):
-    records = _records(4)
+    inputs = records(4)
     one = run_corpus(
-        records, tmp_path / "one", model=str(tiny_folder), config=CONFIG, threads=1, progress=False
+        inputs, tmp_path / "one", model=str(tiny_folder), config=CONFIG, threads=1, progress=False
     )
     two = run_corpus(
-        records, tmp_path / "two", model=str(tiny_folder), config=CONFIG, workers=2, threads=1, progress=False
+        inputs, tmp_path / "two", model=str(tiny_folder), config=CONFIG, workers=2, threads=1, progress=False
     )
     assert [e.status for e in two.entries] == ["done"] * 4
     for a, b in zip(one.entries, two.entries, strict=True):
@@ -166,15 +137,15 @@ def test_two_cpu_workers_write_the_same_traces_as_one(tiny_folder, tmp_path):
 
 def test_settings_are_checked_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="workers must be"):
-        run_corpus(_records(1), tmp_path, workers=0)
+        run_corpus(records(1), tmp_path, workers=0)
     with pytest.raises(ValueError, match="device_map spreads one model"):
-        run_corpus(_records(1), tmp_path, workers=2, device_map="auto")
+        run_corpus(records(1), tmp_path, workers=2, device_map="auto")
     with pytest.raises(ValueError, match="mode must be"):
-        run_corpus(_records(1), tmp_path, mode="dense")
+        run_corpus(records(1), tmp_path, mode="dense")
     with pytest.raises(ValueError, match="no CUDA device"):
-        run_corpus(_records(1), tmp_path, device="cuda")
+        run_corpus(records(1), tmp_path, device="cuda")
     with pytest.raises(ValueError, match="the id 'trace-0' is used twice"):
-        run_corpus(_records(1) * 2, tmp_path)
+        run_corpus(records(1) * 2, tmp_path)
     assert not (tmp_path / "corpus.json").exists()
 
 
@@ -188,7 +159,7 @@ def test_a_model_placed_by_a_device_map_traces_the_same(tiny_folder):
     from stream_widgets.tracer import input_device, trace
 
     model, tokenizer = load_model(tiny_folder)
-    plain = trace(model, tokenizer, _text(0), CONFIG, progress=False)
+    plain = trace(model, tokenizer, text(0), CONFIG, progress=False)
     device_map = {
         "model.embed_tokens": "cpu",
         "model.layers.0": "cpu",
@@ -203,9 +174,9 @@ def test_a_model_placed_by_a_device_map_traces_the_same(tiny_folder):
     dispatch_model(placed, device_map=device_map, force_hooks=True)
     assert hasattr(placed.model.layers[1], "_hf_hook") and hasattr(placed.model.embed_tokens, "_hf_hook")
     assert str(input_device(placed)) == "cpu"
-    assert trace(placed, tokenizer, _text(0), CONFIG, progress=False).equal(plain)
+    assert trace(placed, tokenizer, text(0), CONFIG, progress=False).equal(plain)
     auto, _ = load_model(tiny_folder, device_map="auto")
-    assert trace(auto, tokenizer, _text(0), CONFIG, progress=False).equal(plain)
+    assert trace(auto, tokenizer, text(0), CONFIG, progress=False).equal(plain)
     with pytest.raises(TypeError, match="device_map must be"):
         load_model(tiny_folder, device_map=["cpu"])
 
@@ -253,8 +224,8 @@ def test_the_analysis_files(corpus):
         "position_baseline",
     ]  # fmt: skip
     assert "importance" in header
-    records = _records()
-    for entry, record, per_trace in zip(run.entries, records, summary["per_trace"], strict=True):
+    inputs = records()
+    for entry, record, per_trace in zip(run.entries, inputs, summary["per_trace"], strict=True):
         trace = run.load(entry)
         scores = anchor_scores(trace, heads)
         best = [
@@ -283,8 +254,8 @@ def test_the_analysis_files(corpus):
 def test_tags_come_from_the_tagger_without_labels(tiny_folder, tmp_path):
     import tagging
 
-    records = [{"id": r["id"], "text": r["text"], "group": r["group"]} for r in _records()]
-    run_corpus(records, tmp_path, model=str(tiny_folder), config=CONFIG, progress=False)
+    inputs = [{"id": r["id"], "text": r["text"], "group": r["group"]} for r in records()]
+    run_corpus(inputs, tmp_path, model=str(tiny_folder), config=CONFIG, progress=False)
     analysis = analyse_corpus(tmp_path, progress=False, top_heads=4)
     assert {t.tag_source for t in analysis.traces} == {"tagger"}
     assert analysis.correlations == [] and analysis.label_columns == []
@@ -351,7 +322,7 @@ def test_corpus_command_and_report_command(tiny_folder, tmp_path, capsys):
     folder = tmp_path / "texts"
     folder.mkdir()
     for k in range(3):
-        (folder / f"cot-{k}.txt").write_text(_text(k), encoding="utf-8")
+        (folder / f"cot-{k}.txt").write_text(text(k), encoding="utf-8")
     out = tmp_path / "out"
     args = ["corpus", str(folder), "--out", str(out), "--model", str(tiny_folder), *SMALL_FLAGS, "--report"]
     assert main(args) == 0
