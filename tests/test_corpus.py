@@ -135,6 +135,19 @@ def test_two_cpu_workers_write_the_same_traces_as_one(tiny_folder, tmp_path):
     assert _timeless(documents[0]) == _timeless(documents[1])
 
 
+def test_a_loaded_model_runs_in_this_process(tiny_folder, tmp_path):
+    from stream_widgets.models import load_model
+
+    model, tokenizer = load_model(tiny_folder)
+    run = run_corpus(records(2), tmp_path / "a", model=(model, tokenizer), config=CONFIG, progress=False)
+    by_path = run_corpus(records(2), tmp_path / "b", model=str(tiny_folder), config=CONFIG, progress=False)
+    assert run.settings["dtype"] == "float32" and [e.device for e in run.entries] == ["cpu", "cpu"]
+    for a, b in zip(run.entries, by_path.entries, strict=True):
+        assert Trace.load(tmp_path / "a" / a.file).equal(Trace.load(tmp_path / "b" / b.file))
+    with pytest.raises(ValueError, match="runs in this process only"):
+        run_corpus(records(2), tmp_path / "c", model=(model, tokenizer), workers=2)
+
+
 def test_settings_are_checked_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="workers must be"):
         run_corpus(records(1), tmp_path, workers=0)

@@ -11,8 +11,8 @@
 
 Resuming: an input is traced again unless ``corpus.json`` lists it as done with the same content hash
 (SHA-256 of its text, the model, dtype, `StreamConfig`, mode, ``max_tokens`` and the trace format
-version) and its trace file exists. A changed text or setting re-traces; a killed run resumes where it
-stopped (a trace being written when the kill came is left as its old file or none, and redone).
+version) and its trace file exists. A changed text or setting re-traces; a failed input is tried again;
+a killed run resumes where it stopped (a trace being written when the kill came is redone).
 
 Workers: one process per visible GPU (`torch.multiprocessing`, spawn), each loading its own copy of the
 model and taking the next input from a shared queue; each writes its own traces, the parent process
@@ -315,7 +315,8 @@ def run_corpus(
         mode: ``"observe"`` or ``"sparse"`` (`stream_widgets.trace`).
         max_tokens: Cut every text at the last sentence within this many tokens (None: whole texts).
         limit: Only the first `limit` inputs.
-        dtype: Parameter dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+        dtype: Parameter dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` (a loaded model
+            keeps its own).
         device: ``"cpu"``, ``"cuda"`` (every visible GPU), ``"cuda:1"``; None: every visible GPU, else
             the CPU.
         workers: Worker processes; None: one per GPU (one, in this process, on the CPU). N > 1 on the
@@ -356,7 +357,11 @@ def run_corpus(
             "a loaded (model, tokenizer) pair runs in this process only: pass the model's name or path to "
             "run several workers or a device map"
         )
-    devices = ("in-process",) if loaded else _devices(device, workers, device_map)
+    if loaded:  # where it is and the dtype it has (what the hash records)
+        parameter = next(model[0].parameters())
+        devices, dtype = (str(parameter.device),), str(parameter.dtype).removeprefix("torch.")
+    else:
+        devices = _devices(device, workers, device_map)
     items = read_inputs(inputs, limit=limit)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -382,6 +387,9 @@ def run_corpus(
         )
     run = _plan(out, items, settings)
     run.save()
+    others = {p.name for p in (out / TRACES).glob("*.safetensors")} - {Path(e.file).name for e in run.entries}
+    if others:
+        note(f"{len(others)} trace files in {out / TRACES} belong to no input of this run: left as they are")
     todo = [e for e in run.entries if e.status == "pending"]
     skipped = len(run.entries) - len(todo)
     if skipped:
@@ -462,6 +470,8 @@ def _plan(out: Path, items: Sequence[CorpusInput], settings: dict) -> CorpusRun:
         if old is not None and old.status == "done" and old.hash == digest and (out / file).is_file():
             entries.append(replace(old, file=file, group=item.group_id, labels=labels))
         else:
+            # a file there is stale (another text or settings, or a save the manifest never recorded)
+            (out / file).unlink(missing_ok=True)
             entries.append(TraceEntry(id=item.id, file=file, group=item.group_id, hash=digest, labels=labels))
     return CorpusRun(out, settings, tuple(entries))
 
