@@ -6,7 +6,8 @@ Traces every bundled trace (33, whole unless ``--max-tokens``) with one model in
 problems, anchors, report). Reports:
 
 * traces per minute and tokens per second over the whole run's wall time (model loading and worker
-  start-up included), and over the traces' own seconds (``corpus.json``);
+  start-up included), and over the traces' own seconds (``corpus.json``), with the machine's load
+  average sampled during the run (other work on a shared machine slows the traces down);
 * the analysis time;
 * the split-half reliability of per-head kurtosis (default variant and ``min_later``, 200 splits);
 * beside it, the shipped corpus heads of the same model where they exist: Pearson r of the two pooled
@@ -44,6 +45,41 @@ def machine(device: str) -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every `every` seconds while the benchmark runs: on a shared
+    machine, other work slows the traces down, and the figures say by how much the machine was busy."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+
+    def _run(self, every: float) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(every):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        values = self.samples or [float("nan")]
+        return {
+            "mean": sum(values) / len(values),
+            "min": min(values),
+            "max": max(values),
+            "samples": len(values),
+        }
 
 
 def shipped_comparison(heads) -> dict | None:
@@ -90,17 +126,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    run = run_corpus(
-        "bundled",
-        out,
-        model=args.model,
-        max_tokens=args.max_tokens,
-        limit=args.limit,
-        dtype=args.dtype,
-        device=args.device,
-        workers=args.workers,
-        threads=args.threads,
-    )
+    with LoadSampler() as load:
+        run = run_corpus(
+            "bundled",
+            out,
+            model=args.model,
+            max_tokens=args.max_tokens,
+            limit=args.limit,
+            dtype=args.dtype,
+            device=args.device,
+            workers=args.workers,
+            threads=args.threads,
+        )
     wall = time.perf_counter() - started
     started = time.perf_counter()
     html = corpus_report(out)
@@ -112,6 +149,7 @@ def main() -> None:
     workers = sorted({e.device for e in done})
     result = {
         "machine": machine(args.device),
+        "load_average": load.summary(),
         "model_id": run.settings["model"],
         "device": args.device,
         "devices": workers,
@@ -150,7 +188,11 @@ def main() -> None:
         ("devices", ", ".join(workers)),
         ("traces (done / all)", f"{len(done)} / {len(run.entries)}"),
         ("tokens", f"{tokens:,}"),
-        ("wall time (load + trace)", f"{wall:.0f} s"),
+        ("wall time (model load + traces)", f"{wall:.0f} s"),
+        (
+            "load average during the run (mean, max)",
+            f"{load.summary()['mean']:.1f}, {load.summary()['max']:.1f}",
+        ),
         ("traces per minute (wall)", f"{result['traces_per_minute']:.2f}"),
         ("tokens per second (wall)", f"{result['tokens_per_second']:.0f}"),
         ("traces per minute (tracing only)", f"{result['traces_per_minute_tracing']:.2f}"),

@@ -185,3 +185,18 @@ def test_records_in_python(tmp_path):
     assert items[0] is given and items[1].id == "y"
     with pytest.raises(ValueError, match="input 2: a record must be a JSON object"):
         read_inputs([given, "text"])
+
+
+def test_the_corpus_modules_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, stream_widgets.corpus, stream_widgets.corpus.inputs, stream_widgets.corpus.runner\n"
+        "import stream_widgets.corpus.analysis\n"
+        "from stream_widgets.corpus import run_corpus, corpus_report, load_corpus_heads\n"
+        "heavy = [m for m in ('torch', 'transformers', 'bokeh', 'spacy', 'tagging') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
