@@ -201,13 +201,13 @@ def _tag_table(analysis: CorpusAnalysis):
         name="sw_corpus_tag_rows",
     )
     columns = [
-        TableColumn(field="tag", title="tag"),
-        TableColumn(field="sentences", title="sentences"),
-        TableColumn(field="scored", title="scored"),
-        TableColumn(field="sentence_share", title="share of sentences"),
-        TableColumn(field="anchor_share", title="share of top anchors"),
-        TableColumn(field="median_percentile", title="median percentile"),
-        TableColumn(field="mean_score", title="mean anchor score"),
+        TableColumn(field="tag", title="tag", width=190),
+        TableColumn(field="sentences", title="sentences", width=70),
+        TableColumn(field="scored", title="scored", width=60),
+        TableColumn(field="sentence_share", title="share of sentences", width=120),
+        TableColumn(field="anchor_share", title="share of top anchors", width=130),
+        TableColumn(field="median_percentile", title="median percentile", width=120),
+        TableColumn(field="mean_score", title="mean anchor score", width=130),
     ]
     return DataTable(
         source=source,
@@ -296,11 +296,11 @@ def _correlation_table(analysis: CorpusAnalysis):
         ]
     source = ColumnDataSource(data, name="sw_corpus_correlation_rows")
     columns = [
-        TableColumn(field="column", title="label column", width=240),
-        TableColumn(field="anchor_score_mean", title="anchor score: mean per trace"),
-        TableColumn(field="anchor_score_pooled", title="anchor score: pooled"),
-        TableColumn(field="position_baseline_mean", title="position baseline: mean per trace"),
-        TableColumn(field="position_baseline_pooled", title="position baseline: pooled"),
+        TableColumn(field="column", title="label column", width=220),
+        TableColumn(field="anchor_score_mean", title="anchor score: per trace", width=150),
+        TableColumn(field="anchor_score_pooled", title="anchor score: pooled", width=150),
+        TableColumn(field="position_baseline_mean", title="baseline: per trace", width=150),
+        TableColumn(field="position_baseline_pooled", title="position baseline: pooled", width=150),
     ]
     return DataTable(
         source=source,
@@ -339,9 +339,9 @@ def _heads_figure(analysis: CorpusAnalysis):
         nan_color="#dddddd",
     )
     fig = figure(
-        width=min(_WIDTH, 120 + 26 * heads),
+        width=min(_WIDTH, max(360, 120 + 26 * heads)),
         height=min(700, 80 + 18 * layers),
-        title="Pooled kurtosis per head (receiver heads outlined)",
+        title="Pooled kurtosis per head",
         name="sw_corpus_heads",
         x_range=(-0.5, heads - 0.5),
         y_range=(layers - 0.5, -0.5),
@@ -469,7 +469,10 @@ def corpus_html(analysis: CorpusAnalysis) -> str:
         _div("<h3>Where the anchors are</h3>"),
         _position_figure(analysis),
         *correlations,
-        _div("<h3>Receiver heads</h3>"),
+        _div(
+            "<h3>Receiver heads</h3><p>Every head's Fisher kurtosis of its vertical scores, averaged over the "
+            "traces; the receiver heads, the highest, are outlined in red (hover: rank).</p>"
+        ),
         _heads_figure(analysis),
         _div("<h3>Traces</h3>"),
         _trace_table(analysis),
