@@ -282,7 +282,7 @@ def test_tags_come_from_the_tagger_without_labels(tiny_folder, tmp_path):
 # ----------------------------------------------------------------- corpus heads for one trace
 def test_corpus_heads_for_the_anchors_of_a_trace(corpus, tmp_path, capsys):
     from stream_widgets.anchors import thought_anchors
-    from stream_widgets.views import explore_data
+    from stream_widgets.views import explore, explore_data
 
     out, _, run, _ = corpus
     heads = load_corpus_heads(out).heads(4)
@@ -291,6 +291,9 @@ def test_corpus_heads_for_the_anchors_of_a_trace(corpus, tmp_path, capsys):
     assert [a.receiver_heads for a in found] == [tuple(heads)] * 3 and found[0].heads_from == "given"
     data = explore_data(path, receiver_heads=heads)
     assert data.receiver_heads == heads and data.meta["receiver_heads_source"] == "given"
+    explorer = explore(path, receiver_heads=heads)
+    assert explorer.data.receiver_heads == heads
+    np.testing.assert_array_equal(explorer.data.anchor_scores, data.anchor_scores)
     assert (
         main(
             [

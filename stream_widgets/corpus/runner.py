@@ -43,7 +43,17 @@ from typing import Any
 from stream_widgets.config import StreamConfig
 from stream_widgets.corpus.inputs import CorpusInput, read_inputs
 
-__all__ = ["FORMAT", "LABELS", "MANIFEST", "TRACES", "VERSION", "CorpusRun", "TraceEntry", "run_corpus"]
+__all__ = [
+    "FORMAT",
+    "LABELS",
+    "MANIFEST",
+    "TRACES",
+    "VERSION",
+    "CorpusRun",
+    "TraceEntry",
+    "content_hash",
+    "run_corpus",
+]
 
 MANIFEST = "corpus.json"
 TRACES = "traces"
