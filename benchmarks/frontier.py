@@ -139,28 +139,36 @@ def main() -> None:
         started = time.perf_counter()
         layers = capture(model, ids)
         capture_s = time.perf_counter() - started
-        for name in args.configs:
-            config = StreamConfig(**SWEEP[name])
-            per_layer, sparsity = [], []
-            started = time.perf_counter()
-            for q, k, scale in layers:
-                masses = block_masses(q, k, scale, config.q_block, config.k_block)
-                mask = estimate_mask(q, k, config)
+        configs = {name: StreamConfig(**SWEEP[name]) for name in args.configs}
+        per_layer = {name: [] for name in configs}
+        sparsity = {name: [] for name in configs}
+        started = time.perf_counter()
+        for q, k, scale in layers:
+            # the true masses depend on the block sizes only: one exact pass per (q_block, k_block)
+            for shape in sorted({(c.q_block, c.k_block) for c in configs.values()}):
+                masses = block_masses(q, k, scale, *shape)
                 total = float(masses.sum())  # = H x T: every query's row sums to 1
-                stream = kept_mass(masses, mask.kv_indices[0], mask.valid()[0])
-                per_layer.append(
-                    {"stream": stream / total, "oracle": oracle_kept_mass(masses, t, config) / total}
-                )
-                sparsity.append(float(mask.sparsity()))
+                for name, config in configs.items():
+                    if (config.q_block, config.k_block) != shape:
+                        continue
+                    mask = estimate_mask(q, k, config)
+                    stream = kept_mass(masses, mask.kv_indices[0], mask.valid()[0])
+                    per_layer[name].append(
+                        {"stream": stream / total, "oracle": oracle_kept_mass(masses, t, config) / total}
+                    )
+                    sparsity[name].append(float(mask.sparsity()))
+        seconds = time.perf_counter() - started
+        for name, config in configs.items():
+            layer_rows = per_layer[name]
             row = {
                 "tokens": t,
                 "config": name,
                 "settings": config.to_dict(),
-                "sparsity": sum(sparsity) / len(sparsity),
-                "stream_mass": sum(x["stream"] for x in per_layer) / len(per_layer),
-                "oracle_mass": sum(x["oracle"] for x in per_layer) / len(per_layer),
-                "per_layer": per_layer,
-                "seconds": time.perf_counter() - started,
+                "sparsity": sum(sparsity[name]) / len(sparsity[name]),
+                "stream_mass": sum(x["stream"] for x in layer_rows) / len(layer_rows),
+                "oracle_mass": sum(x["oracle"] for x in layer_rows) / len(layer_rows),
+                "per_layer": layer_rows,
+                "seconds_all_configs": seconds,
                 "capture_seconds": capture_s,
             }
             row["gap_points"] = 100 * (row["oracle_mass"] - row["stream_mass"])
