@@ -65,6 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--model-id", default=None, help="record this model id (for a GGUF file of a packaged model)"
+    )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--lengths", type=int, nargs="+", default=[16384, 32768])
     parser.add_argument("--chunk-bytes", type=int, default=2**31, help="exact reference work budget")
@@ -72,6 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     model = model.to(args.device)
+    if args.model_id:  # a GGUF file of a packaged model loads under its path: file it under the model's id
+        model.config._name_or_path = args.model_id
     rows = []
     for length in args.lengths:
         text = long_text(tokenizer, length)
