@@ -85,3 +85,18 @@ def test_memory_stays_bounded_at_a_long_text():
     one_dense_layer_mib = 4 * t * t * 4 / 2**20
     assert t > 3000 and total > 0
     assert grown_mib < one_dense_layer_mib / 4, f"peak grew by {grown_mib:.0f} MiB at T={t:.0f}"
+
+
+def test_truncate_to_tokens_keeps_whole_leading_sentences():
+    tokenizer = tiny_tokenizer()
+    full = split_sentences(TEXT)
+    for budget in (20, 30, 40):
+        cut = truncate_to_tokens(tokenizer, TEXT, budget)
+        assert len(tokenizer(cut).input_ids) <= budget
+        sentences = split_sentences(cut)
+        assert [s.text for s in sentences] == [s.text for s in full[: len(sentences)]]
+    assert truncate_to_tokens(tokenizer, TEXT, 10_000) == TEXT
+    with pytest.raises(ValueError, match="max_tokens"):
+        truncate_to_tokens(tokenizer, TEXT, 0)
+    with pytest.raises(ValueError, match="first sentence"):
+        truncate_to_tokens(tokenizer, TEXT, 2)
