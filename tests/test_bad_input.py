@@ -251,13 +251,14 @@ def test_bad_receiver_heads_are_named(heads, match):
         explore_data(result, tags=["unknown"] * len(result.sentences), receiver_heads=heads)
 
 
-def test_thought_anchors_of_a_path_or_a_string_of_text(tmp_path):
+def test_thought_anchors_of_a_saved_trace_path(tmp_path):
     from stream_widgets.anchors import thought_anchors
 
     result = _tiny_trace()
     path = result.save(tmp_path / "t.safetensors")
-    assert [a.index for a in thought_anchors(str(path), "trace")] == [
-        a.index for a in thought_anchors(result, "trace")
+    heads = [(0, 0), (1, 3)]
+    assert [a.index for a in thought_anchors(str(path), heads)] == [
+        a.index for a in thought_anchors(result, heads)
     ]
     with pytest.raises(FileNotFoundError):
         thought_anchors(str(tmp_path / "missing.safetensors"))
