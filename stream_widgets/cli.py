@@ -488,12 +488,44 @@ def _print_summary(data, html) -> None:
     print(
         f"{meta['model']}: {meta['tokens']} tokens, {len(data.sentences)} sentences, sparsity {meta['sparsity']:.1%}"
     )
+    where = {"corpus": "the model's corpus", "trace": "this trace", "given": "the given list"}
+    source = meta.get("receiver_heads_source", "given")
     print(
-        f"top thought anchors ({meta['score_variant']} score over {len(data.receiver_heads)} receiver heads):"
+        f"top thought anchors ({meta['score_variant']} score over {len(data.receiver_heads)} receiver heads"
+        f" of {where.get(source, source)}), with the evidence beside each:"
     )
-    for i in data.top_anchors(5):
-        text = data.sentences[i].replace("\n", " ")
-        print(f"  [{i:>3}] {data.anchor_scores[i]:7.3f}  {data.tags[i]:<24} {text[:70]}")
+    _print_anchor_rows(
+        [
+            (
+                i,
+                float(data.anchor_scores[i]),
+                {n: float(v[i]) for n, v in data.evidence.items()},
+                data.tags[i],
+                data.sentences[i],
+            )
+            for i in data.top_anchors(5)
+        ]
+    )
+
+
+_SHORT_NAMES = {
+    "position baseline": "position",
+    "suppression importance": "suppression",
+    "counterfactual_importance_kl": "counterfact. KL",
+    "resampling_importance_accuracy": "resampl. acc.",
+}
+
+
+def _print_anchor_rows(rows: list[tuple[int, float, dict, str, str]]) -> None:
+    """One line per anchor: index, score, its evidence columns, tag and the start of the sentence."""
+    if not rows:
+        return
+    names = list(rows[0][2])
+    header = "".join(f"{_SHORT_NAMES.get(n, n)[:15]:>16}" for n in names)
+    print(f"  {'#':>5} {'score':>8}{header}  {'tag':<24} sentence")
+    for index, score, evidence, tag, text in rows:
+        values = "".join(f"{evidence[n]:16.4g}" for n in names)
+        print(f"  [{index:>3}] {score:8.4f}{values}  {tag:<24} {text.replace(chr(10), ' ')[:60]}")
 
 
 # ----------------------------------------------------------------- commands
@@ -510,7 +542,8 @@ def _cmd_demo(args) -> int:
     result = trace(model, tokenizer, bundled.full_cot, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "trace.safetensors")
-    data = explore_data(result)
+    labels = bundled.labels_for(result.sentences)  # the bundled black-box importance, per traced sentence
+    data = explore_data(result, evidence={c: labels.importance[c] for c in _EVIDENCE_COLUMNS})
     _print_summary(data, write_report(data, out))
     return 0
 
@@ -601,7 +634,7 @@ def _tagger_tags(result) -> tuple[list[str] | None, str | None]:
 def _cmd_anchors(args) -> int:
     import json
 
-    from stream_widgets.anchors import POSITION_BASELINE, thought_anchors
+    from stream_widgets.anchors import thought_anchors
 
     if args.json is not None:
         json_out = _output_file(args.json, "--json", "anchors.json")
@@ -684,21 +717,12 @@ def _cmd_anchors(args) -> int:
             + (f"; tags from {origin}" if tags is not None else "")
             + "):"
         )
-        names = list(found[0].evidence)
-        short = {POSITION_BASELINE: "position", "suppression importance": "suppression"}
-        columns = [short.get(n, n.replace("_importance", "").replace("_", " ")) for n in names]
-        print(
-            f"  {'#':>5} {'score':>8}  "
-            + "".join(f"{c[:12]:>13}" for c in columns)
-            + f"  {'tag':<24} sentence"
+        _print_anchor_rows(
+            [
+                (a.index, a.score, a.evidence, tags[a.index] if tags is not None else "-", a.text)
+                for a in found
+            ]
         )
-        for anchor in found:
-            tag = tags[anchor.index] if tags is not None and anchor.index < len(tags) else "-"
-            values = "".join(f"{anchor.evidence[n]:13.4g}" for n in names)
-            print(
-                f"  [{anchor.index:>3}] {anchor.score:8.4f}  {values}  {tag:<24} "
-                f"{anchor.text.replace(chr(10), ' ')[:60]}"
-            )
     _note_if_nothing_pruned(result)
     if args.json is not None:
         from stream_widgets.storage import write_file

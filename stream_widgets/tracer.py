@@ -20,6 +20,7 @@ of one chunk of query blocks are bounded (64 MiB on the CPU); nothing of size T 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,11 +33,23 @@ from stream_widgets.sparse_attention import dense_attention, masked_chunks, spar
 from stream_widgets.tokens import sentence_ids, tokenize
 from stream_widgets.traces import Trace
 
-__all__ = ["MODES", "MaskFn", "Recorder", "Recording", "input_device", "stream_attention", "trace"]
+__all__ = [
+    "MAX_SENTENCE_SUM_BYTES",
+    "MODES",
+    "MaskFn",
+    "Recorder",
+    "Recording",
+    "input_device",
+    "stream_attention",
+    "trace",
+]
 
 MODES = ("observe", "sparse")
 # Inputs at least this long get a progress bar over layers by default.
 _PROGRESS_TOKENS = 2048
+MAX_SENTENCE_SUM_BYTES = 4 * 2**30
+"""Largest ``[L, H, S, S]`` float32 sentence sums a trace may hold (4 GiB: 30 x 9 heads at ~2,000
+sentences); beyond it `trace` refuses before the pass, with the figure."""
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, StreamConfig], StreamMask]
 """Builds a layer's mask from its queries and keys: `estimate_mask`, or `oracle_mask` for the exact reference."""
@@ -118,7 +131,10 @@ class Recorder:
 
     def _attend(self, call: AttentionCall) -> torch.Tensor:
         query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
-        mask = self.mask_fn(query, key, self.config)
+        try:
+            mask = self.mask_fn(query, key, self.config)
+        except ValueError as error:
+            raise ValueError(f"layer {layer}: {error}") from error
         b, h, t, _ = query.shape
         self.masks[layer] = mask.to("cpu")
         # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
@@ -372,6 +388,14 @@ def trace(
         )
     check_context_length(model, t)
     spans = tokens.sentences() if sentences else []
+    text_config = model.config.get_text_config()
+    sum_bytes = 4 * text_config.num_hidden_layers * text_config.num_attention_heads * len(spans) ** 2
+    if sum_bytes > MAX_SENTENCE_SUM_BYTES:
+        raise ValueError(
+            f"the text has {len(spans):,} sentences: their [L, H, S, S] attention sums would take "
+            f"{sum_bytes / 2**30:.1f} GiB (limit {MAX_SENTENCE_SUM_BYTES / 2**30:.0f} GiB); trace a shorter "
+            "text, or pass sentences=False to record the masks and retained mass only"
+        )
     device = input_device(model)
     with (
         stream_attention(
@@ -390,6 +414,14 @@ def trace(
         model.get_decoder()(input_ids=tokens.input_ids.to(device), use_cache=False)
     recording = recorder.result()
     num_heads = recording.retained_mass.shape[1]
+    if all(bool((m.sparsity() == 0).all()) for m in recording.masks) and t > config.q_block:
+        warnings.warn(
+            f"the text is {t:,} tokens: at this length the config keeps every key block (sink {config.sink}, "
+            f"window {config.window}, top_k {config.top_k} x k_block {config.k_block}), so nothing is pruned; "
+            "pass a smaller top_k or window to see what Stream would drop",
+            UserWarning,
+            stacklevel=2,
+        )
     return Trace(
         text=text,
         model_id=model_id(model),
