@@ -108,6 +108,8 @@ def compute(args) -> None:
         args.model = "qwen2.5-coder-0.5b"  # the model that wrote and measured the corpus reads it
     model, tokenizer = load_model(args.model, dtype=torch.float32)
     model = model.to(args.device)
+    if args.model_id:  # a GGUF file of a packaged model loads under its path: file it under the model's id
+        model.config._name_or_path = args.model_id
     limit = int(getattr(model.config, "max_position_embeddings", 10**9))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -543,6 +545,9 @@ def main() -> None:
     c.add_argument("--out", required=True, help="folder for one .npz + .json per trace (resumable)")
     c.add_argument("--model", default=None, help="model for load_model (default: the embedded SmolLM2)")
     c.add_argument("--device", default="cpu")
+    c.add_argument(
+        "--model-id", default=None, help="record this model id (for a GGUF file of a packaged model)"
+    )
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--traces", type=int, default=None, help="only the first N bundled traces")
     c.add_argument("--max-tokens", type=int, default=None, help="cut traces to this many tokens")

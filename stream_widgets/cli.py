@@ -96,6 +96,39 @@ def _add_source(parser: argparse.ArgumentParser, help: str = _SOURCE_HELP) -> No
     parser.add_argument("--text", default=None, help="the text itself, instead of FILE")
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The `StreamConfig` flags of `trace` and `corpus`."""
+    knobs = {
+        "q_block": ("queries per query block", 1, MAX_BLOCK),
+        "k_block": ("keys per key block", 1, MAX_BLOCK),
+        "top_k": ("key blocks the search keeps per query block", 1, MAX_TOP_K),
+        "sink": ("leading tokens always kept", 0, MAX_TOKENS),
+        "window": ("tokens before each query block always kept", 0, MAX_TOKENS),
+    }
+    for knob, (what, low, high) in knobs.items():
+        parser.add_argument(
+            f"--{knob.replace('_', '-')}",
+            type=int,
+            default=getattr(_DEFAULTS, knob),
+            help=f"StreamConfig.{knob}: {what}, {low} to {high:,}",
+        )
+    parser.add_argument(
+        "--search-width",
+        type=int,
+        default=None,
+        help="StreamConfig.search_width: ranges the search keeps between rounds, >= top_k "
+        "(default: top_k, the paper's search)",
+    )
+    parser.add_argument(
+        "--score-rule",
+        choices=("representative", "bound"),
+        default=_DEFAULTS.score_rule,
+        help="StreamConfig.score_rule: how the search scores a range of key blocks: representative (q.k "
+        "with the range's centre block, the paper's rule) or bound (an upper bound over the whole range "
+        "from per-dimension key maxima and minima)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stream-widgets",
@@ -127,35 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cut the text at the last sentence within this many tokens before tracing",
     )
-    knobs = {
-        "q_block": ("queries per query block", 1, MAX_BLOCK),
-        "k_block": ("keys per key block", 1, MAX_BLOCK),
-        "top_k": ("key blocks the search keeps per query block", 1, MAX_TOP_K),
-        "sink": ("leading tokens always kept", 0, MAX_TOKENS),
-        "window": ("tokens before each query block always kept", 0, MAX_TOKENS),
-    }
-    for knob, (what, low, high) in knobs.items():
-        tracing.add_argument(
-            f"--{knob.replace('_', '-')}",
-            type=int,
-            default=getattr(_DEFAULTS, knob),
-            help=f"StreamConfig.{knob}: {what}, {low} to {high:,}",
-        )
-    tracing.add_argument(
-        "--search-width",
-        type=int,
-        default=None,
-        help="StreamConfig.search_width: ranges the search keeps between rounds, >= top_k "
-        "(default: top_k, the paper's search)",
-    )
-    tracing.add_argument(
-        "--score-rule",
-        choices=("representative", "bound"),
-        default=_DEFAULTS.score_rule,
-        help="StreamConfig.score_rule: how the search scores a range of key blocks: representative (q.k "
-        "with the range's centre block, the paper's rule) or bound (an upper bound over the whole range "
-        "from per-dimension key maxima and minima)",
-    )
+    _add_config_flags(tracing)
     tracing.set_defaults(func=_cmd_trace)
 
     report = command("report", "write the phase-tag report of a saved trace")
@@ -164,6 +169,77 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output folder for report.html, summary.json, sentences.csv"
     )
     report.set_defaults(func=_cmd_report)
+
+    corpus = command(
+        "corpus", "trace a folder of texts, a JSONL file or the bundled traces, resumably, one worker per GPU"
+    )
+    corpus.add_argument(
+        "inputs",
+        metavar="INPUTS",
+        help="a folder of text files (.txt, .text, .md, .cot), a .jsonl file (one {id, text, group, labels} "
+        "record per line, see stream_widgets.corpus.inputs) or 'bundled' for the bundled traces",
+    )
+    corpus.add_argument("--out", required=True, help="output folder (traces/, corpus.json); reruns resume")
+    corpus.add_argument("--model", default=None, help=_MODEL_HELP)
+    corpus.add_argument("--mode", choices=("observe", "sparse"), default="observe", help="attention mode")
+    corpus.add_argument(
+        "--max-tokens",
+        type=_int_in(1),
+        default=None,
+        help="cut every text at the last sentence within this many tokens before tracing",
+    )
+    corpus.add_argument("--limit", type=_int_in(1), default=None, help="only the first N inputs")
+    _add_config_flags(corpus)
+    corpus.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="model parameter dtype"
+    )
+    corpus.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda (every visible GPU) or cuda:N (default: every visible GPU, else the CPU)",
+    )
+    corpus.add_argument(
+        "--workers",
+        type=_int_in(1),
+        default=None,
+        help="worker processes (default: one per visible GPU; one on the CPU)",
+    )
+    corpus.add_argument(
+        "--device-map",
+        default=None,
+        metavar="MAP",
+        help="load the model with this accelerate device map in one worker: 'auto' spreads a model too "
+        "large for one GPU over all of them; or a JSON object of module name -> device",
+    )
+    corpus.add_argument("--threads", type=_int_in(1), default=None, help="torch threads per worker")
+    corpus.add_argument(
+        "--report", action="store_true", help="then analyse the traces and write the corpus report"
+    )
+    corpus.set_defaults(func=_cmd_corpus)
+
+    corpus_report = command(
+        "corpus-report",
+        "corpus receiver heads, anchors of every trace and the corpus report, from the traces of `corpus`",
+    )
+    corpus_report.add_argument("folder", metavar="DIR", help="the --out folder of `stream-widgets corpus`")
+    corpus_report.add_argument(
+        "--out", default=None, help="report folder (default: DIR/report); the heads go to DIR/receiver_heads"
+    )
+    corpus_report.add_argument(
+        "--variant",
+        choices=("raw", "depth", "distance"),
+        default=_LibraryDefault("stream_widgets.vertical", "DEFAULT_VARIANT"),
+        help="vertical-score variant",
+    )
+    corpus_report.add_argument(
+        "--min-later",
+        type=_int_in(1),
+        default=_LibraryDefault("stream_widgets.vertical", "DEFAULT_MIN_LATER"),
+        help="later sentences a sentence needs for a score",
+    )
+    corpus_report.add_argument("--heads", type=_int_in(1), default=20, help="receiver heads to average over")
+    corpus_report.add_argument("--top", type=_int_in(1), default=5, help="anchors per trace")
+    corpus_report.set_defaults(func=_cmd_corpus_report)
 
     anchors = command("anchors", "print the top thought anchors of a saved trace, a bundled trace or a text")
     _add_source(anchors, "a trace file (.safetensors, from Trace.save), " + _SOURCE_HELP)
@@ -179,6 +255,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--trace-heads",
         action="store_true",
         help="pick the receiver heads from this trace alone (default: the model's corpus heads when they ship)",
+    )
+    anchors.add_argument(
+        "--corpus",
+        default=None,
+        metavar="DIR",
+        help="take the receiver heads from a corpus analysis (`stream-widgets corpus-report DIR`)",
     )
     anchors.add_argument(
         "--suppression",
@@ -432,12 +514,44 @@ def _print_summary(data, html) -> None:
     print(
         f"{meta['model']}: {meta['tokens']} tokens, {len(data.sentences)} sentences, sparsity {meta['sparsity']:.1%}"
     )
+    where = {"corpus": "the model's corpus", "trace": "this trace", "given": "the given list"}
+    source = meta.get("receiver_heads_source", "given")
     print(
-        f"top thought anchors ({meta['score_variant']} score over {len(data.receiver_heads)} receiver heads):"
+        f"top thought anchors ({meta['score_variant']} score over {len(data.receiver_heads)} receiver heads"
+        f" of {where.get(source, source)}), with the evidence beside each:"
     )
-    for i in data.top_anchors(5):
-        text = data.sentences[i].replace("\n", " ")
-        print(f"  [{i:>3}] {data.anchor_scores[i]:7.3f}  {data.tags[i]:<24} {text[:70]}")
+    _print_anchor_rows(
+        [
+            (
+                i,
+                float(data.anchor_scores[i]),
+                {n: float(v[i]) for n, v in data.evidence.items()},
+                data.tags[i],
+                data.sentences[i],
+            )
+            for i in data.top_anchors(5)
+        ]
+    )
+
+
+_SHORT_NAMES = {
+    "position baseline": "position",
+    "suppression importance": "suppression",
+    "counterfactual_importance_kl": "counterfact. KL",
+    "resampling_importance_accuracy": "resampl. acc.",
+}
+
+
+def _print_anchor_rows(rows: list[tuple[int, float, dict, str, str]]) -> None:
+    """One line per anchor: index, score, its evidence columns, tag and the start of the sentence."""
+    if not rows:
+        return
+    names = list(rows[0][2])
+    header = "".join(f"{_SHORT_NAMES.get(n, n)[:15]:>16}" for n in names)
+    print(f"  {'#':>5} {'score':>8}{header}  {'tag':<24} sentence")
+    for index, score, evidence, tag, text in rows:
+        values = "".join(f"{evidence[n]:16.4g}" for n in names)
+        print(f"  [{index:>3}] {score:8.4f}{values}  {tag:<24} {text.replace(chr(10), ' ')[:60]}")
 
 
 # ----------------------------------------------------------------- commands
@@ -454,7 +568,8 @@ def _cmd_demo(args) -> int:
     result = trace(model, tokenizer, bundled.full_cot, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "trace.safetensors")
-    data = explore_data(result)
+    labels = bundled.labels_for(result.sentences)  # the bundled black-box importance, per traced sentence
+    data = explore_data(result, evidence={c: labels.importance[c] for c in _EVIDENCE_COLUMNS})
     _print_summary(data, write_report(data, out))
     return 0
 
@@ -545,7 +660,7 @@ def _tagger_tags(result) -> tuple[list[str] | None, str | None]:
 def _cmd_anchors(args) -> int:
     import json
 
-    from stream_widgets.anchors import POSITION_BASELINE, thought_anchors
+    from stream_widgets.anchors import thought_anchors
 
     if args.json is not None:
         json_out = _output_file(args.json, "--json", "anchors.json")
@@ -589,6 +704,18 @@ def _cmd_anchors(args) -> int:
             print(f"note: {note}; tags are not shown", file=sys.stderr)
     variant = str(args.variant)
     heads = "trace" if args.trace_heads else None
+    if args.corpus is not None:
+        if args.trace_heads:
+            raise ValueError("give --corpus DIR or --trace-heads, not both")
+        from stream_widgets.corpus import load_corpus_heads
+
+        found_heads = load_corpus_heads(args.corpus, variant)
+        if found_heads.model_id != result.model_id:
+            raise ValueError(
+                f"the corpus heads in {args.corpus} are of {found_heads.model_id}, the trace is of "
+                f"{result.model_id}: receiver heads belong to one model"
+            )
+        heads = found_heads.heads(args.heads)
     found = thought_anchors(
         result,
         heads,
@@ -605,28 +732,23 @@ def _cmd_anchors(args) -> int:
     if not found:
         print("no sentence can be scored: the trace has too few sentences for its later ones to look back")
     else:
-        where = {"corpus": "the model's corpus", "trace": "this trace", "given": "the given list"}
+        where = {
+            "corpus": "the model's corpus",
+            "trace": "this trace",
+            "given": f"the corpus in {args.corpus}" if args.corpus else "the given list",
+        }
         print(
             f"top {len(found)} thought anchors ({variant} score over {len(found[0].receiver_heads)} receiver "
             f"heads of {where[found[0].heads_from]}"
             + (f"; tags from {origin}" if tags is not None else "")
             + "):"
         )
-        names = list(found[0].evidence)
-        short = {POSITION_BASELINE: "position", "suppression importance": "suppression"}
-        columns = [short.get(n, n.replace("_importance", "").replace("_", " ")) for n in names]
-        print(
-            f"  {'#':>5} {'score':>8}  "
-            + "".join(f"{c[:12]:>13}" for c in columns)
-            + f"  {'tag':<24} sentence"
+        _print_anchor_rows(
+            [
+                (a.index, a.score, a.evidence, tags[a.index] if tags is not None else "-", a.text)
+                for a in found
+            ]
         )
-        for anchor in found:
-            tag = tags[anchor.index] if tags is not None and anchor.index < len(tags) else "-"
-            values = "".join(f"{anchor.evidence[n]:13.4g}" for n in names)
-            print(
-                f"  [{anchor.index:>3}] {anchor.score:8.4f}  {values}  {tag:<24} "
-                f"{anchor.text.replace(chr(10), ' ')[:60]}"
-            )
     _note_if_nothing_pruned(result)
     if args.json is not None:
         from stream_widgets.storage import write_file
@@ -650,6 +772,98 @@ def _cmd_anchors(args) -> int:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_file(json_out, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         print(f"anchors: {json_out}")
+    return 0
+
+
+def _cmd_corpus(args) -> int:
+    config = _config(args)  # a bad value fails here, before the inputs are read or a model loads
+    out = _output_folder(args.out, "--out")
+    from stream_widgets.corpus import corpus_report, run_corpus
+
+    device_map = args.device_map
+    if device_map is not None and device_map.isdigit():
+        device_map = int(device_map)
+    elif device_map is not None and device_map.lstrip().startswith("{"):
+        import json
+
+        try:
+            device_map = json.loads(device_map)
+        except ValueError as error:
+            raise ValueError(f"--device-map {device_map!r} is not a JSON object ({error})") from None
+    run = run_corpus(
+        args.inputs,
+        out,
+        model=args.model,
+        config=config,
+        mode=args.mode,
+        max_tokens=args.max_tokens,
+        limit=args.limit,
+        dtype=args.dtype,
+        device=args.device,
+        workers=args.workers,
+        device_map=device_map,
+        threads=args.threads,
+    )
+    summary = run.to_dict()["summary"]
+    rate = summary["traces_per_minute"]
+    print(
+        f"corpus: {out / 'corpus.json'}: {summary['done']} of {summary['traces']} traces done, "
+        f"{summary['failed']} failed, {summary['pending']} pending; {summary['tokens']:,} tokens"
+        + (f", {rate:.2f} traces per minute of tracing" if rate else "")
+    )
+    for entry in run.failed:
+        print(f"  failed: {entry.id}: {entry.error}")
+    if args.report:
+        _print_corpus_report(corpus_report(out), out)
+    return 0
+
+
+def _print_corpus_report(html, folder) -> None:
+    import json
+
+    summary = json.loads((html.parent / "summary.json").read_text(encoding="utf-8"))
+    reliability = summary["split_half_reliability"]
+    print(f"report: {html}")
+    print(f"        {html.parent} (summary.json, sentences.csv, tags.csv, correlations.csv, traces.csv)")
+    print(f"receiver heads: {Path(folder) / 'receiver_heads'}")
+    r = reliability["mean_r"]
+    print(
+        f"{summary['traces']} traces of {summary['model_id']}; top receiver heads "
+        + ", ".join(f"L{layer}H{head}" for layer, head in summary["receiver_heads"][:5])
+        + "; split-half reliability "
+        + (f"r = {r:.3f} over {reliability['groups']} groups" if r is not None else "n/a (one group)")
+    )
+    if summary["left_out"]:
+        print(f"left out: {len(summary['left_out'])} traces (see summary.json)")
+    for row in summary["correlations"]:
+        score, baseline = row["anchor_score"], row["position_baseline"]
+        print(
+            f"  Spearman with {row['column']}: anchor score {_signed(score['mean_per_trace'])} per trace, "
+            f"{_signed(score['pooled'])} pooled; position baseline {_signed(baseline['mean_per_trace'])}, "
+            f"{_signed(baseline['pooled'])}"
+        )
+
+
+def _signed(value) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def _cmd_corpus_report(args) -> int:
+    folder = Path(args.folder)
+    if not (folder / "corpus.json").is_file():
+        raise ValueError(f"{folder} has no corpus.json: give the --out folder of `stream-widgets corpus`")
+    out = _output_folder(args.out, "--out") if args.out is not None else None
+    from stream_widgets.corpus import corpus_report
+
+    html = corpus_report(
+        folder,
+        out,
+        variant=str(args.variant),
+        min_later=int(str(args.min_later)),
+        top_heads=args.heads,
+        top=args.top,
+    )
+    _print_corpus_report(html, folder)
     return 0
 
 

@@ -53,13 +53,23 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, config: StreamConfig | None)
         raise ValueError(f"query heads ({h}) must be a multiple of key heads ({hkv}) for GQA/MQA")
     if t == 0:
         raise ValueError("empty sequence: q and k have T = 0 positions")
+    if b == 0 or h == 0 or d == 0:
+        raise ValueError(f"q [B, H, T, D]={tuple(q.shape)} is empty: B, H and D must be >= 1")
     if q.device != k.device:
         raise ValueError(f"q and k are on different devices ({q.device}, {k.device})")
+    # NaN and inf propagate through a sum (accumulated in fp32, no copy of q or k): one read of each.
+    # (Skipped under torch.compile, where a data-dependent branch would break the graph.)
+    for name, x in (("q", q), ("k", k)):
+        if not torch.compiler.is_compiling() and not torch.isfinite(x.sum(dtype=torch.float32)):
+            raise ValueError(
+                f"{name} holds NaN or infinite values: the model's weights or activations are not finite "
+                "(check the weights; in float16, try bfloat16 or float32)"
+            )
     if config is None:
-        return StreamConfig()
+        config = StreamConfig()
     if not isinstance(config, StreamConfig):
         raise TypeError(f"config must be a StreamConfig, got {type(config).__name__}")
-    return config
+    return search.fit(config, t)
 
 
 def _blocked(q: torch.Tensor, k: torch.Tensor, config: StreamConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +208,11 @@ def estimate_mask(
 
     Returns:
         The `StreamMask` ``[B, H, T, T]``: per query block the sinks, the local window and the `top_k`
-        key blocks the search kept.
+        key blocks the search kept (`top_k` and `search_width` are first fitted to the text: no more
+        than its most candidate blocks, `search.fit`).
+
+    Raises:
+        ValueError: For shapes that disagree or are empty, or q / k holding NaN or infinite values.
 
     Cost: O(B H T/q_block x log(T/(k_block top_k)) x top_k x k_block x D) time; O(T) memory for the mask,
     plus one chunk of work buffers, plus O(T x D) key summaries with ``score_rule="bound"``.

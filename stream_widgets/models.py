@@ -163,6 +163,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     cache_dir: str | os.PathLike | None = None,
     attn_implementation: str | None = None,
+    device_map: str | int | dict | torch.device | None = None,
 ):
     """Load a causal LM and its tokenizer, ready for `stream_widgets.trace`.
 
@@ -177,6 +178,12 @@ def load_model(
         attn_implementation: The model's own attention (``"sdpa"``, ``"eager"``, ...), which the tracer
             replaces during a trace and restores after. None: SDPA, or eager with a one-time warning for
             an architecture transformers has no SDPA attention for (e.g. Gemma2).
+        device_map: Where the layers go, through accelerate (as transformers' `from_pretrained` takes
+            it): ``"auto"`` spreads a model too large for one GPU over every visible GPU (then the CPU),
+            a dict maps module names to devices (``{"model.embed_tokens": 0, "model.layers.0": 0, ...,
+            "lm_head": 1}``), a device (``"cuda:1"``, ``1``) puts the whole model there. None: the CPU
+            (move it with ``model.to(device)``). `stream_widgets.trace` works with the layers on
+            different devices: each layer's mask is estimated where its queries and keys are.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode, and its tokenizer.
@@ -190,12 +197,17 @@ def load_model(
         raise TypeError(
             f"attn_implementation must be a str or None, got {type(attn_implementation).__name__}"
         )
+    if device_map is not None and not isinstance(device_map, str | int | dict | torch.device):
+        raise TypeError(
+            "device_map must be 'auto', a device ('cuda:0', 0) or a dict of module name -> device, got "
+            f"{type(device_map).__name__}"
+        )
     if name_or_path is None or (str(name_or_path) in PACKAGED_MODELS and not Path(name_or_path).exists()):
         packaged = PACKAGED_MODELS[str(name_or_path or _DEFAULT)]
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
-        model, tokenizer = _load_packaged(packaged, dtype, cache, attn_implementation)
+        model, tokenizer = _load_packaged(packaged, dtype, cache, attn_implementation, device_map=device_map)
     else:
-        model, tokenizer = _load_local(name_or_path, dtype, attn_implementation)
+        model, tokenizer = _load_local(name_or_path, dtype, attn_implementation, device_map=device_map)
     check_traceable(model)
     return model.eval(), tokenizer
 
@@ -286,7 +298,9 @@ def _legacy_leftovers(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(prefix)}-(?!.*\.sw-).+")
 
 
-def _load_packaged(packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path, attn_implementation):
+def _load_packaged(
+    packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path, attn_implementation, *, device_map=None
+):
     parts = packaged.part_paths()
     target = cache_dir / f"{packaged.cache_prefix}-{_fingerprint(parts)}-v{_CACHE_LAYOUT}"
     storage.remove_leftovers(target, legacy=_legacy_leftovers(packaged.cache_prefix))
@@ -296,7 +310,7 @@ def _load_packaged(packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path,
         from safetensors import SafetensorError
 
         try:
-            return _load_cached(target, packaged, dtype, attn_implementation)
+            return _load_cached(target, packaged, dtype, attn_implementation, device_map=device_map)
         except (OSError, ValueError, SafetensorError) as error:  # damage the manifest does not show
             problem = f"it does not load: {error}"
     if problem != "missing":
@@ -315,14 +329,18 @@ def _load_packaged(packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path,
             "Every load dequantises the GGUF again until the cache can be written: make the folder "
             "writable or pass load_model(cache_dir=...) a writable folder",
         )
-        return model.to(dtype), tokenizer
+        return _dispatch(model.to(dtype), device_map), tokenizer
     del model
     _prune(cache_dir, packaged.cache_prefix, keep=target)
-    return _load_cached(target, packaged, dtype, attn_implementation)
+    return _load_cached(target, packaged, dtype, attn_implementation, device_map=device_map)
 
 
-def _load_cached(target: Path, packaged: PackagedModel, dtype: torch.dtype, attn_implementation):
-    model, tokenizer = _from_pretrained(target, dtype=dtype, attn_implementation=attn_implementation)
+def _load_cached(
+    target: Path, packaged: PackagedModel, dtype: torch.dtype, attn_implementation, *, device_map=None
+):
+    model, tokenizer = _from_pretrained(
+        target, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map
+    )
     model.config._name_or_path = packaged.model_id
     return model, tokenizer
 
@@ -426,19 +444,20 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _load_local(name_or_path: str | os.PathLike, dtype: torch.dtype, attn_implementation: str | None):
+def _load_local(
+    name_or_path: str | os.PathLike, dtype: torch.dtype, attn_implementation: str | None, *, device_map=None
+):
     path = Path(name_or_path).expanduser()
+    placed = {"attn_implementation": attn_implementation, "device_map": device_map}
     if path.is_file() and path.suffix == ".gguf":
-        return _from_pretrained(
-            path.parent, dtype=dtype, gguf_file=path.name, attn_implementation=attn_implementation
-        )
+        return _from_pretrained(path.parent, dtype=dtype, gguf_file=path.name, **placed)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{path} has no config.json: point load_model at a folder written by save_pretrained "
                 "(config.json, weights, tokenizer files) or at a .gguf file"
             )
-        return _from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+        return _from_pretrained(path, dtype=dtype, **placed)
     if path.exists():
         raise ValueError(f"{path} is neither a model folder nor a .gguf file")
     text = str(name_or_path)
@@ -446,7 +465,7 @@ def _load_local(name_or_path: str | os.PathLike, dtype: torch.dtype, attn_implem
     if not looks_like_hub_id:
         raise FileNotFoundError(f"model path {path} does not exist")
     # A hub id: resolve from the local cache only.
-    return _from_pretrained(text, dtype=dtype, attn_implementation=attn_implementation)
+    return _from_pretrained(text, dtype=dtype, **placed)
 
 
 @contextmanager
@@ -502,13 +521,35 @@ def _attention_for(config, requested: str | None) -> str:
 
 
 def _from_pretrained(
-    source, *, dtype: torch.dtype, gguf_file: str | None = None, attn_implementation: str | None = None
+    source,
+    *,
+    dtype: torch.dtype,
+    gguf_file: str | None = None,
+    attn_implementation: str | None = None,
+    device_map=None,
 ):
     with offline():
-        return _from_pretrained_offline(source, dtype, gguf_file, attn_implementation)
+        return _from_pretrained_offline(source, dtype, gguf_file, attn_implementation, device_map)
 
 
-def _from_pretrained_offline(source, dtype: torch.dtype, gguf_file: str | None, attn_implementation):
+def _dispatch(model, device_map):
+    """Place a model built in memory as `from_pretrained(device_map=...)` would (accelerate's hooks)."""
+    if device_map is None:
+        return model
+    if isinstance(device_map, int | torch.device) or (
+        isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential")
+    ):
+        return model.to(device_map)
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        device_map = infer_auto_device_map(model, no_split_module_classes=model._no_split_modules)
+    return dispatch_model(model, device_map=device_map)
+
+
+def _from_pretrained_offline(
+    source, dtype: torch.dtype, gguf_file: str | None, attn_implementation, device_map=None
+):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {}
@@ -538,6 +579,7 @@ def _from_pretrained_offline(source, dtype: torch.dtype, gguf_file: str | None, 
             attn_implementation=_attention_for(config, attn_implementation),
             local_files_only=True,
             config=config,
+            device_map=device_map,
             **model_extra,
         )
     except ValueError as error:

@@ -304,12 +304,9 @@ def save_corpus_heads(entries: Sequence[CorpusHeads], directory: str | os.PathLi
         raise ValueError(f"save the corpus heads of one model at a time, got {sorted(models)}")
     path = Path(directory) / _file_name(models.pop())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(
-        json.dumps({"variants": [e.to_dict() for e in entries]}, indent=1) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
-    return path
+    from stream_widgets.storage import write_file
+
+    return write_file(path, json.dumps({"variants": [e.to_dict() for e in entries]}, indent=1) + "\n")
 
 
 def corpus_heads(

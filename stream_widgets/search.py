@@ -20,6 +20,7 @@ Every shape is static (ranges are padded and empty ones score -inf), so the sear
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,17 @@ import torch
 from stream_widgets.config import StreamConfig
 from stream_widgets.mask import StreamMask
 
-__all__ = ["Layout", "ScoreHalves", "assemble", "layout", "max_candidates", "num_rounds", "search", "to_mask"]
+__all__ = [
+    "Layout",
+    "ScoreHalves",
+    "assemble",
+    "fit",
+    "layout",
+    "max_candidates",
+    "num_rounds",
+    "search",
+    "to_mask",
+]
 
 ScoreHalves = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 """Scores the halves ``[lo2, hi2)`` of one round, ``[R, 2 width]`` each; the flag says it is the last round."""
@@ -59,6 +70,18 @@ def max_candidates(seq_len: int, config: StreamConfig) -> int:
     last_q_start = (-(-seq_len // config.q_block) - 1) * config.q_block
     local_start = max((last_q_start - config.window) // config.k_block, 0)
     return local_start - min(local_start, config.sink_blocks)
+
+
+def fit(config: StreamConfig, seq_len: int) -> StreamConfig:
+    """`config` with `top_k` and `search_width` cut to the most candidate blocks a query block of this
+    sequence has (at least 1): the same mask, without work buffers and mask columns for blocks that do
+    not exist (``top_k=10**6`` on 200 tokens would otherwise allocate a million-column mask)."""
+    most = max(max_candidates(seq_len, config), 1)
+    top_k = min(config.top_k, most)
+    width = None if config.search_width is None else max(min(config.search_width, most), top_k)
+    if (top_k, width) == (config.top_k, config.search_width):
+        return config
+    return dataclasses.replace(config, top_k=top_k, search_width=width)
 
 
 def num_rounds(seq_len: int, config: StreamConfig) -> int:

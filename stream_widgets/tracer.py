@@ -20,6 +20,7 @@ of one chunk of query blocks are bounded (64 MiB on the CPU); nothing of size T 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,11 +33,23 @@ from stream_widgets.sparse_attention import dense_attention, masked_chunks, spar
 from stream_widgets.tokens import sentence_ids, tokenize
 from stream_widgets.traces import Trace
 
-__all__ = ["MODES", "MaskFn", "Recorder", "Recording", "stream_attention", "trace"]
+__all__ = [
+    "MAX_SENTENCE_SUM_BYTES",
+    "MODES",
+    "MaskFn",
+    "Recorder",
+    "Recording",
+    "input_device",
+    "stream_attention",
+    "trace",
+]
 
 MODES = ("observe", "sparse")
 # Inputs at least this long get a progress bar over layers by default.
 _PROGRESS_TOKENS = 2048
+MAX_SENTENCE_SUM_BYTES = 4 * 2**30
+"""Largest ``[L, H, S, S]`` float32 sentence sums a trace may hold (4 GiB: 30 x 9 heads at ~2,000
+sentences); beyond it `trace` refuses before the pass, with the figure."""
 
 MaskFn = Callable[[torch.Tensor, torch.Tensor, StreamConfig], StreamMask]
 """Builds a layer's mask from its queries and keys: `estimate_mask`, or `oracle_mask` for the exact reference."""
@@ -110,8 +123,18 @@ class Recorder:
 
     def __call__(self, call: AttentionCall) -> torch.Tensor:
         """Attention of one layer: ``[B, H, T, D]`` out, records kept."""
+        # Each layer runs on the device of its queries and keys (layers may sit on different GPUs under
+        # an accelerate device map); Triton launches on the current device, so make it that one.
+        guard = torch.cuda.device(call.query.device) if call.query.is_cuda else contextlib.nullcontext()
+        with guard:
+            return self._attend(call)
+
+    def _attend(self, call: AttentionCall) -> torch.Tensor:
         query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
-        mask = self.mask_fn(query, key, self.config)
+        try:
+            mask = self.mask_fn(query, key, self.config)
+        except ValueError as error:
+            raise ValueError(f"layer {layer}: {error}") from error
         b, h, t, _ = query.shape
         self.masks[layer] = mask.to("cpu")
         # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
@@ -240,6 +263,20 @@ class Recorder:
         return torch.stack([self.sentence_sums[i][0] for i in layers])
 
 
+def input_device(model) -> torch.device:
+    """Where the model's input ids go: the device its token embedding runs on.
+
+    Under an accelerate device map the embedding's hook names its execution device (its weight may be
+    offloaded, on the ``meta`` device); otherwise it is the embedding weight's device.
+    """
+    embedding = model.get_input_embeddings()
+    hook = getattr(embedding, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
+    return embedding.weight.device
+
+
 @contextlib.contextmanager
 def stream_attention(
     model,
@@ -351,7 +388,15 @@ def trace(
         )
     check_context_length(model, t)
     spans = tokens.sentences() if sentences else []
-    device = next(model.parameters()).device
+    text_config = model.config.get_text_config()
+    sum_bytes = 4 * text_config.num_hidden_layers * text_config.num_attention_heads * len(spans) ** 2
+    if sum_bytes > MAX_SENTENCE_SUM_BYTES:
+        raise ValueError(
+            f"the text has {len(spans):,} sentences: their [L, H, S, S] attention sums would take "
+            f"{sum_bytes / 2**30:.1f} GiB (limit {MAX_SENTENCE_SUM_BYTES / 2**30:.0f} GiB); trace a shorter "
+            "text, or pass sentences=False to record the masks and retained mass only"
+        )
+    device = input_device(model)
     with (
         stream_attention(
             model,
@@ -369,6 +414,14 @@ def trace(
         model.get_decoder()(input_ids=tokens.input_ids.to(device), use_cache=False)
     recording = recorder.result()
     num_heads = recording.retained_mass.shape[1]
+    if all(bool((m.sparsity() == 0).all()) for m in recording.masks) and t > config.q_block:
+        warnings.warn(
+            f"the text is {t:,} tokens: at this length the config keeps every key block (sink {config.sink}, "
+            f"window {config.window}, top_k {config.top_k} x k_block {config.k_block}), so nothing is pruned; "
+            "pass a smaller top_k or window to see what Stream would drop",
+            UserWarning,
+            stacklevel=2,
+        )
     return Trace(
         text=text,
         model_id=model_id(model),

@@ -226,3 +226,53 @@ def test_anchors_of_a_damaged_trace_file(tmp_path, capsys):
     assert f"stream-widgets: error: {path} is damaged: its contents do not match the checksum" in _error(
         capsys
     )
+
+
+# ----------------------------------------------------------------- the anchors and views API (issue 17 items 2, 4, 10, 11)
+def _tiny_trace():
+    from stream_widgets.config import StreamConfig
+    from stream_widgets.tracer import trace
+    from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
+
+    return trace(
+        tiny_model(), tiny_tokenizer(), TEXT, StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
+    )
+
+
+@pytest.mark.parametrize("heads, match", [([(99, 99)], "out of range"), ([], "empty"), ("fancy", "one of")])
+def test_bad_receiver_heads_are_named(heads, match):
+    from stream_widgets.anchors import thought_anchors
+    from stream_widgets.views import explore_data
+
+    result = _tiny_trace()
+    with pytest.raises(ValueError, match=match):
+        thought_anchors(result, heads)
+    with pytest.raises(ValueError, match=match):
+        explore_data(result, tags=["unknown"] * len(result.sentences), receiver_heads=heads)
+
+
+def test_thought_anchors_of_a_saved_trace_path(tmp_path):
+    from stream_widgets.anchors import thought_anchors
+
+    result = _tiny_trace()
+    path = result.save(tmp_path / "t.safetensors")
+    heads = [(0, 0), (1, 3)]
+    assert [a.index for a in thought_anchors(str(path), heads)] == [
+        a.index for a in thought_anchors(result, heads)
+    ]
+    with pytest.raises(FileNotFoundError):
+        thought_anchors(str(tmp_path / "missing.safetensors"))
+
+
+def test_vertical_scores_of_many_sentences_stay_in_bounded_chunks(monkeypatch):
+    """[L, H, S, S] inputs are processed a few heads at a time; the result does not depend on the chunk."""
+    import numpy as np
+
+    from stream_widgets import vertical
+
+    rng = np.random.default_rng(0)
+    a = np.tril(rng.random((3, 4, 40, 40))).astype(np.float32)
+    whole = vertical.vertical_scores(a, variant="distance", min_later=2)
+    monkeypatch.setattr(vertical, "_CHUNK_CELLS", 40 * 40)  # one head per chunk
+    np.testing.assert_allclose(vertical.vertical_scores(a, variant="distance", min_later=2), whole)
+    assert vertical.sentence_attention.__doc__ and "float32" in vertical.sentence_attention.__doc__

@@ -42,12 +42,49 @@ def test_dense_sums_equal_a_trace_that_keeps_everything(tiny):
     assert model.config._attn_implementation == "sdpa"
 
 
-def test_long_or_blank_texts_are_refused(tiny):
+def test_chunking_changes_memory_not_the_result(tiny):
     model, tokenizer = tiny
-    with pytest.raises(ValueError, match="limited to 8,192 tokens"):
-        dense_sentence_sums(model, tokenizer, "a b " * 5000)
+    whole, counts = dense_sentence_sums(model, tokenizer, TEXT)
+    for budget in (1, 4096, 50_000):  # one query row per chunk, a few rows, many rows
+        chunked, again = dense_sentence_sums(model, tokenizer, TEXT, max_chunk_bytes=budget)
+        torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)
+        assert torch.equal(again, counts)
+
+
+def test_texts_past_the_context_or_blank_are_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="context of 512 tokens"):
+        dense_sentence_sums(model, tokenizer, "<think>" + "Add one. " * 400 + "</think>")
     with pytest.raises(ValueError, match="no sentences"):
         dense_sentence_sums(model, tokenizer, "<think>   </think>")
+
+
+def test_memory_stays_bounded_at_a_long_text():
+    """~3,600 tokens x 4 heads: one layer's [H, T, T] float32 probabilities alone are ~200 MiB; with a
+    1 MiB budget the peak (measured in a fresh process) grows by a fraction of that."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import resource, torch
+        from tests.tiny_models import tiny_model, tiny_tokenizer
+        from stream_widgets.dense_reference import dense_sentence_sums
+        model, tok = tiny_model(max_positions=4096), tiny_tokenizer()
+        text = "<think>" + "We add two and three. That gives five. " * 200 + "</think>"
+        t = len(tok(text).input_ids)
+        dense_sentence_sums(model, tok, text[:60])  # warm-up: imports and allocator caches
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        sums, _ = dense_sentence_sums(model, tok, text, max_chunk_bytes=2**20)
+        print(t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, float(sums.sum()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    t, grown_mib, total = (float(x) for x in out.stdout.split())
+    one_dense_layer_mib = 4 * t * t * 4 / 2**20
+    assert t > 3000 and total > 0
+    assert grown_mib < one_dense_layer_mib / 4, f"peak grew by {grown_mib:.0f} MiB at T={t:.0f}"
 
 
 def test_truncate_to_tokens_keeps_whole_leading_sentences():

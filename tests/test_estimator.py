@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_widgets import StreamConfig, estimate_mask, oracle_mask
+from stream_widgets import StreamConfig, estimate_mask, oracle_mask, search
 
 
 def _inputs(b, h, hkv, t, d, seed, dtype=torch.float32):
@@ -88,7 +88,7 @@ def test_mask_properties(shape, config):
     mask = estimate_mask(q, k, config)
 
     assert mask.kv_num_blocks.shape == (b, h, -(-t // config.q_block))
-    assert mask.kv_indices.shape[-1] == config.max_blocks_per_row
+    assert mask.kv_indices.shape[-1] == search.fit(config, t).max_blocks_per_row <= config.max_blocks_per_row
     layout = _reference_layout(t, config)
     for bi in range(b):
         for hi in range(h):
@@ -266,3 +266,24 @@ def test_memory_stays_far_below_t_squared():
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     )
     assert growth < 256 * 2**20, f"peak memory grew by {growth / 2**20:.0f} MiB"
+
+
+def test_top_k_is_fitted_to_the_text_and_bad_values_are_refused():
+    q, k = _inputs(1, 2, 1, 200, 8, 3)
+    huge = StreamConfig(q_block=16, k_block=8, top_k=10**4, search_width=2 * 10**4)
+    fitted = estimate_mask(q, k, huge)
+    exact = estimate_mask(q, k, StreamConfig(q_block=16, k_block=8, top_k=search.max_candidates(200, huge)))
+    assert fitted.equal(exact) and fitted.kv_indices.shape[-1] < 100  # not 10,000 columns
+    assert fitted.sparsity().item() == 0.0  # every candidate kept
+    for bad in (float("nan"), float("inf")):
+        poisoned = q.clone()
+        poisoned[0, 1, 17, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            estimate_mask(poisoned, k)
+        poisoned_k = k.clone()
+        poisoned_k[0, 0, 150, 5] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            oracle_mask(q, poisoned_k)
+    for shape in ((0, 2, 16, 8), (1, 2, 16, 0)):
+        with pytest.raises(ValueError, match="empty"):
+            estimate_mask(torch.zeros(shape), torch.zeros(shape[0], 1, shape[2], shape[3]))

@@ -171,3 +171,41 @@ def test_empty_or_non_text_input_is_refused(tiny):
         trace(model, tokenizer, "")
     with pytest.raises(TypeError, match="str"):
         trace(model, tokenizer, None)
+
+
+def test_blank_reasoning_traces_with_no_sentences_and_anchors_say_why(tiny):
+    from stream_widgets.anchors import thought_anchors
+
+    model, tokenizer = tiny
+    for text in ("<think></think>", "<think>   \n </think> The answer is ten."):
+        result = trace(model, tokenizer, text, SMALL)
+        assert result.sentences == [] and result.sentence_attention_sum.shape == (2, 4, 0, 0)
+        with pytest.raises(ValueError, match="no sentences"):
+            thought_anchors(result)
+
+
+def test_a_text_the_config_does_not_prune_warns(tiny):
+    model, tokenizer = tiny
+    with pytest.warns(UserWarning, match="nothing is pruned"):
+        trace(model, tokenizer, TEXT, StreamConfig(q_block=8, k_block=4, top_k=64, sink=4, window=8))
+
+
+def test_nan_weights_are_refused_with_the_layer(tiny):
+    import copy
+
+    model, tokenizer = tiny
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.model.layers[1].self_attn.k_proj.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 1: k holds NaN"):
+        trace(broken, tokenizer, TEXT, SMALL)
+
+
+def test_too_many_sentences_are_refused_before_the_pass(tiny, monkeypatch):
+    from stream_widgets import tracer
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(tracer, "MAX_SENTENCE_SUM_BYTES", 100)
+    with pytest.raises(ValueError, match=r"attention sums would take .* GiB"):
+        trace(model, tokenizer, TEXT, SMALL)
+    assert trace(model, tokenizer, TEXT, SMALL, sentences=False).sentence_attention_sum is None

@@ -34,6 +34,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stream_widgets import storage
+
 if TYPE_CHECKING:
     from stream_widgets.views.data import ExploreData
 
@@ -87,10 +89,12 @@ def save_corrections(document: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / CORRECTIONS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return storage.write_file(path, corrections_json(document))
+
+
+def corrections_json(document: dict[str, Any]) -> str:
+    """A corrections document as the text of its JSON file."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def load_corrections(path: str | os.PathLike) -> dict[str, Any]:

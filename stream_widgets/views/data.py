@@ -569,7 +569,7 @@ def synthetic_example(
         sentence_attention=attention.astype(np.float32),
         receiver_heads=receiver,
         tag_confidence=rng.uniform(0.3, 1.0, S),
-        evidence={"position baseline": np.arange(S, dtype=np.float64) / max(S - 1, 1)},
+        evidence={"position baseline": 1.0 - np.arange(S, dtype=np.float64) / max(S - 1, 1)},  # earlier first
         token_spans=token_spans,
         token_view=token_view,
         meta=meta,

@@ -1,6 +1,7 @@
 """The phase-tag report: one standalone HTML file plus a JSON and a CSV summary (and tag corrections).
 
-`write_report(data, out_dir)` writes, each file atomically (temporary file + `os.replace`):
+`write_report(data, out_dir)` writes its files as one set (`storage.write_files`: a kill leaves the old
+report or the new one, never a mix):
 
 - `report.html`: the shared views of `figures.build_views` with Bokeh's JavaScript inlined, so it opens
   offline from disk with no server and no network request. The views render and link in the browser
@@ -27,12 +28,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stream_widgets import storage
 from stream_widgets.views import corrections as corrections_io
 from stream_widgets.views.data import ExploreData
 from stream_widgets.views.matrices import (
@@ -62,21 +63,6 @@ __all__ = ["REPORT_FILES", "write_report"]
 REPORT_FILES = ("report.html", "summary.json", "sentences.csv")
 
 _SIZES = (256, 200, 160, 128, 96, 64, 48, 32, 24, 16)  # heatmap resolutions tried to fit the budget
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_safe(value: Any) -> Any:
@@ -738,11 +724,16 @@ def write_report(
         data, max_size, max_matrix_bytes, max_token_bytes, output_backend
     )
     title = str(data.meta.get("title", "stream-widgets report"))
-    html_path = out / "report.html"
-    _write_atomic(html_path, file_html(document, resources=INLINE, title=title))
     summary = _json_safe(_summary(data, packed, tokens_packed, top_anchors))
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    _write_atomic(out / "sentences.csv", _sentences_csv(data))
+    files = {
+        "report.html": file_html(document, resources=INLINE, title=title),
+        "summary.json": json.dumps(summary, indent=2, allow_nan=False) + "\n",
+        "sentences.csv": _sentences_csv(data),
+    }
     if any(data.corrected):
-        corrections_io.save_corrections(corrections_io.corrections_document(data), existing)
-    return html_path
+        files[corrections_io.CORRECTIONS_FILE] = corrections_io.corrections_json(
+            corrections_io.corrections_document(data)
+        )
+    # One swap for the whole set: a kill leaves the old report or the new one, never a mix.
+    folder = storage.write_files(out, files)
+    return folder / "report.html"

@@ -253,3 +253,55 @@ def test_size_bound_with_a_route(tmp_path):
     data = with_route(synthetic_example(S=200, L=30, H=9, seed=0))
     size = write_report(data, tmp_path).stat().st_size
     assert size <= 3_000_000, f"report.html is {size / 1e6:.2f} MB"
+
+
+_REPORT_WRITER = """
+import sys
+from stream_widgets.views import synthetic_example, write_report
+data = [synthetic_example(S=60, L=3, H=3, seed=s) for s in (0, 1)]
+for i, d in enumerate(data):
+    d.meta["title"] = f"generation {i}"
+print("ready", flush=True)
+while True:
+    for d in data:
+        write_report(d, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_write_report_leaves_the_old_report_or_the_new_one(tmp_path):
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from stream_widgets.views import synthetic_example, write_report
+
+    folder = tmp_path / "report"
+    first = synthetic_example(S=60, L=3, H=3, seed=0)
+    first.meta["title"] = "generation 0"
+    write_report(first, folder)
+    rng = random.Random(3)
+    for kill in range(6):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _REPORT_WRITER, str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.5, 3.0))
+        child.send_signal(signal.SIGTERM if kill % 3 == 2 else signal.SIGKILL)
+        child.wait()
+        summary = json.loads((folder / "summary.json").read_text())
+        generation = summary["meta"]["title"]
+        # the HTML, the summary and the CSV are always of one generation
+        assert f"<title>{generation}</title>" in (folder / "report.html").read_text()
+        csv_rows = (folder / "sentences.csv").read_text().splitlines()
+        assert len(csv_rows) == 61 and summary["n_sentences"] == 60
+        write_report(first, folder)
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name != "report"]
+        assert leftovers == [], leftovers  # the next write removed what the killed one left

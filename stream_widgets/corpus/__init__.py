@@ -1,0 +1,54 @@
+"""Corpus runs: trace many reasoning traces resumably, on every GPU, then analyse them from disk.
+
+Modules, one idea each:
+
+- `inputs`: what to trace (a folder of texts, a JSONL file with optional labels, the bundled traces),
+  checked, with safe file names (`read_inputs`, `CorpusInput`, `InputLabels`);
+- `runner`: tracing every input once into ``DIR/traces/``, resumable, one worker per GPU, with
+  ``DIR/corpus.json`` (`run_corpus`, `CorpusRun`);
+- `analysis`: from the saved traces, without the model: corpus receiver heads with their split-half
+  reliability, anchors of every trace, per-tag and position summaries, correlations with the labels
+  (`analyse_corpus`, `corpus_report`, `load_corpus_heads`). The report page is drawn by
+  `stream_widgets.views.corpus_report`.
+
+Example:
+    >>> from stream_widgets.corpus import run_corpus, corpus_report, load_corpus_heads
+    >>> run_corpus("bundled", "out/corpus", max_tokens=2000)
+    >>> corpus_report("out/corpus")                     # out/corpus/report/report.html
+    >>> heads = load_corpus_heads("out/corpus").heads(20)
+    >>> thought_anchors(trace, receiver_heads=heads)
+
+Importing this package imports nothing heavy (no torch, no Bokeh): every name is imported on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "CorpusInput": "stream_widgets.corpus.inputs",
+    "InputLabels": "stream_widgets.corpus.inputs",
+    "read_inputs": "stream_widgets.corpus.inputs",
+    "CorpusRun": "stream_widgets.corpus.runner",
+    "TraceEntry": "stream_widgets.corpus.runner",
+    "run_corpus": "stream_widgets.corpus.runner",
+    "CorpusAnalysis": "stream_widgets.corpus.analysis",
+    "analyse_corpus": "stream_widgets.corpus.analysis",
+    "corpus_report": "stream_widgets.corpus.analysis",
+    "load_corpus_heads": "stream_widgets.corpus.analysis",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stream_widgets.corpus' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
