@@ -82,6 +82,7 @@ from stream_widgets.sampling import (
     cached,
     check_sampling,
     continue_batch,
+    continue_rows,
     end_token_ids,
     prefill,
     row_generator,
@@ -525,7 +526,8 @@ def resampling_importance(
         threshold: Below it, a resampled sentence differs in meaning from the original; None for the
             measure's own (`SIMILARITY_THRESHOLD` = 0.8 for all-MiniLM-L6-v2, as Thought Anchors).
         alpha: KL smoothing.
-        batch_size: Continuations per batch (default 8 on the CPU, 64 on CUDA).
+        batch_size: Continuations per batch, of any prefixes (default 8 on the CPU; on CUDA up to 256,
+            as many as half the free GPU memory holds caches for, `sampling.batch_size_for`).
         stop_ids: Tokens that end a continuation; None for the tokenizer's end-of-text tokens.
         progress: Show a progress bar over prefixes.
 
@@ -549,33 +551,38 @@ def resampling_importance(
         raise ValueError(f"threshold must be a similarity in [-1, 1], got {threshold!r}")
     read = _read(tokenizer, text, rules)
     check_context_length(model, read.prefix_lengths[-1] + max_new_tokens)
-    batch = batch_size_for(model, batch_size)
+    batch = batch_size_for(model, batch_size, tokens=read.prefix_lengths[-1] + max_new_tokens)
     stops = frozenset(int(i) for i in stop_ids) if stop_ids is not None else end_token_ids(tokenizer)
     kv = prefill(model, read.input_ids[: read.prefix_lengths[-1]])
-    prefixes = range(len(read.prefix_lengths))
+    # Every (prefix, sample) pair is one row; rows of several prefixes share a batch (`continue_rows`).
+    pairs = [(k, r) for k in range(len(read.prefix_lengths)) for r in range(samples)]
+    chunks = range(0, len(pairs), batch)
     if progress:
         from tqdm.auto import tqdm
 
-        prefixes = tqdm(prefixes, desc="resampling", unit="prefix")
+        chunks = tqdm(chunks, desc="resampling", unit="batch")
+    decoded_rows: dict[tuple[int, int], list[int]] = {}
+    for first in chunks:
+        part = pairs[first : first + batch]
+        lengths = [read.prefix_lengths[k] - 1 for k, _ in part]
+        feed = torch.stack([read.input_ids[n : n + 1] for n in lengths])
+        made = continue_rows(
+            model,
+            kv,
+            lengths,
+            feed,
+            [row_generator(seed, k, r) for k, r in part],
+            max_new_tokens=max_new_tokens,
+            done=lambda row: row[-1] in stops,
+            temperature=temperature,
+            top_p=top_p,
+        )
+        decoded_rows.update(zip(part, made, strict=True))
     rollouts: list[list[Rollout]] = []
-    for k in prefixes:
-        length = read.prefix_lengths[k]
-        rows: list[list[int]] = []
-        for first in range(0, samples, batch):
-            generators = [row_generator(seed, k, r) for r in range(first, min(first + batch, samples))]
-            rows += continue_batch(
-                model,
-                kv,
-                length - 1,
-                read.input_ids[length - 1 : length],
-                generators,
-                max_new_tokens=max_new_tokens,
-                done=lambda row: row[-1] in stops,
-                temperature=temperature,
-                top_p=top_p,
-            )
+    for k in range(len(read.prefix_lengths)):
         made = []
-        for row in rows:
+        for r in range(samples):
+            row = decoded_rows[(k, r)]
             decoded = tokenizer.decode(row, skip_special_tokens=True)
             answer = extract_answer(decoded)
             made.append(

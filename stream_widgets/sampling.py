@@ -5,7 +5,9 @@
   cache of any prefix of it for a batch of rows (a view, copied only when a new token is appended), so
   every prefix of a trace continues from one pass over the trace.
 * `continue_batch` decodes a batch of rows from such a prefix, one token per step, dropping finished rows
-  from the batch and the cache (`DynamicCache.batch_select_indices`).
+  from the batch and the cache (`DynamicCache.batch_select_indices`); `continue_rows` does the same for
+  rows of different prefixes in one batch (a left-padded cache, the padding masked, each row's own
+  positions), so that short continuations of many prefixes fill one batch on a GPU.
 * `nucleus_pick` draws the next token by top-p (nucleus) sampling, inverting the CDF of the sorted
   probabilities with one uniform number per row; each row's number comes from its own CPU generator
   (`row_generator(seed, stream, row)`), so a row's samples do not depend on the batch it runs in or on the
@@ -29,12 +31,14 @@ import torch
 from stream_widgets.ruler.decoding import CACHE_ARG, cache_of
 
 __all__ = [
+    "CUDA_BATCH",
     "TEMPERATURE",
     "TOP_P",
     "batch_size_for",
     "cached",
     "check_sampling",
     "continue_batch",
+    "continue_rows",
     "end_token_ids",
     "nucleus_pick",
     "prefill",
@@ -46,6 +50,8 @@ TEMPERATURE = 0.6
 """Default sampling temperature (Thought Anchors' setting)."""
 TOP_P = 0.95
 """Default nucleus (top-p) mass (Thought Anchors' setting)."""
+CUDA_BATCH = 256
+"""Most rows of one decoding batch on CUDA by default (`batch_size_for`)."""
 
 
 def prefill(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -103,15 +109,95 @@ def continue_batch(
 ) -> list[list[int]]:
     """Continue ``sequence[:length] + feed`` (the first `length` tokens cached in `kv`), one row per
     generator, until `done(row)` or `max_new_tokens`. Finished rows leave the batch (and its cache)."""
+    return continue_rows(
+        model,
+        kv,
+        [length] * len(generators),
+        feed,
+        generators,
+        max_new_tokens=max_new_tokens,
+        done=done,
+        temperature=temperature,
+        top_p=top_p,
+    )
+
+
+def _left_padded(model, kv, lengths: Sequence[int]):
+    """A `DynamicCache` whose row r holds the first ``lengths[r]`` tokens of `kv`, right-aligned (left
+    padding), and the ``[R, max(lengths)]`` attention mask that hides the padding."""
+    from transformers import DynamicCache
+
+    width = max(lengths)
+    need = torch.as_tensor(lengths, dtype=torch.int64)
+    offsets = torch.arange(width, dtype=torch.int64)[None, :] - (width - need)[:, None]  # [R, W]
+    visible = offsets >= 0
+    if not kv or width == 0:
+        return None, visible.to(torch.int64)
+    device = kv[0][0].device
+    index = offsets.clamp(min=0).to(device)
+    hide = ~visible.to(device)[:, None, :, None]
+
+    def rows_of(x: torch.Tensor) -> torch.Tensor:  # [1, H, T, D] -> [R, H, W, D]
+        out = x[0][:, index].transpose(0, 1)
+        return out.masked_fill(hide, 0)
+
+    data = [(rows_of(k), rows_of(v)) for k, v in kv]
+    return DynamicCache(ddp_cache_data=data, config=model.config), visible.to(torch.int64)
+
+
+def continue_rows(
+    model,
+    kv,
+    lengths: Sequence[int],
+    feed: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+    *,
+    max_new_tokens: int,
+    done: Callable[[list[int]], bool],
+    temperature: float,
+    top_p: float,
+) -> list[list[int]]:
+    """Continue several prefixes of one sequence in one batch: row r continues ``sequence[:lengths[r]]``
+    (cached in `kv`) followed by its feed tokens, with ``generators[r]``.
+
+    `feed` is ``[F]`` (the same tokens for every row) or ``[R, F]``. Rows of different lengths share a
+    left-padded cache; each token keeps its own position (``position_ids``) and the padding is masked, so
+    a row decodes as it would alone. Finished rows leave the batch (and its cache).
+    """
     device = next(model.parameters()).device
     rows = len(generators)
-    cache = cached(model, kv, length, rows)
+    if len(lengths) != rows:
+        raise ValueError(f"{len(lengths)} lengths for {rows} generators")
+    if rows == 0:
+        return []
+    feed = torch.as_tensor(feed, dtype=torch.int64)
+    step_ids = (feed[None].expand(rows, -1) if feed.dim() == 1 else feed).to(device)
+    if len(set(lengths)) == 1:  # one prefix: a view of the cache, no padding, no mask
+        cache = cached(model, kv, lengths[0], rows) if kv else None
+        mask = None
+    else:
+        cache, mask = _left_padded(model, kv, lengths)
+        mask = mask.to(device)
+    position = torch.as_tensor(lengths, dtype=torch.int64, device=device)[:, None]
     tokens: list[list[int]] = [[] for _ in range(rows)]
     active = list(range(rows))
-    step_ids = feed.to(device)[None].expand(rows, -1)
     with torch.inference_mode():
         while active:
-            out = model(input_ids=step_ids, use_cache=True, logits_to_keep=1, **{CACHE_ARG: cache})
+            width = step_ids.shape[1]
+            extra = {}
+            if mask is not None:
+                ones = torch.ones(len(active), width, dtype=mask.dtype, device=device)
+                mask = torch.cat([mask, ones], dim=1)
+                extra = {
+                    "attention_mask": mask,
+                    "position_ids": position + torch.arange(width, device=device)[None, :],
+                }
+            if cache is not None:
+                extra[CACHE_ARG] = cache
+            out = model(input_ids=step_ids, use_cache=True, logits_to_keep=1, **extra)
+            if cache is None:
+                cache = cache_of(out)
+            position = position + width
             picked = nucleus_pick(
                 out.logits[:, -1], [generators[i] for i in active], temperature, top_p
             ).tolist()
@@ -123,19 +209,35 @@ def continue_batch(
             if len(keep) < len(active):
                 if not keep:
                     break
-                cache.batch_select_indices(torch.tensor(keep, device=device))
+                chosen = torch.tensor(keep, device=device)
+                cache.batch_select_indices(chosen)
+                position = position[chosen]
+                if mask is not None:
+                    mask = mask[chosen]
             active = [active[j] for j in keep]
             step_ids = torch.tensor([[picked[j]] for j in keep], device=device)
     return tokens
 
 
-def batch_size_for(model, batch_size: int | None) -> int:
-    """`batch_size`, checked; None: 8 on the CPU, 64 on CUDA."""
-    if batch_size is None:
-        return 64 if next(model.parameters()).device.type == "cuda" else 8
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
+def batch_size_for(model, batch_size: int | None, tokens: int | None = None) -> int:
+    """`batch_size`, checked. None: 8 on the CPU; on CUDA, up to `CUDA_BATCH` rows, as many as half the
+    free GPU memory holds KV caches of `tokens` positions for (64 when `tokens` is not given)."""
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        return batch_size
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return 8
+    if tokens is None:
+        return 64
+    config = model.config.get_text_config()
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    itemsize = next(model.parameters()).element_size()
+    row_bytes = 2 * config.num_hidden_layers * heads * head_dim * itemsize * tokens
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(CUDA_BATCH, free // 2 // max(row_bytes, 1))))
 
 
 def check_sampling(temperature, top_p, max_new_tokens) -> None:

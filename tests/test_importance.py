@@ -20,7 +20,13 @@ from stream_widgets.importance import (
     normalize_answer,
     resampling_importance,
 )
-from stream_widgets.sampling import row_generator, sample_continuations
+from stream_widgets.sampling import (
+    batch_size_for,
+    continue_rows,
+    prefill,
+    row_generator,
+    sample_continuations,
+)
 from stream_widgets.similarity import JaccardSimilarity
 from stream_widgets.tokens import tokenize
 from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
@@ -95,6 +101,29 @@ def test_sampling_with_a_cache_equals_the_plain_loop_and_is_seeded(tiny):
     assert len({tuple(row) for row in got}) > 1  # the rows are different samples
     greedy = sample_continuations(model, ids, 2, temperature=0, max_new_tokens=8)
     assert greedy[0] == greedy[1] == _plain_sample(model, ids, None, 8, temperature=0)
+
+
+def test_rows_of_different_prefixes_in_one_batch_decode_as_each_alone(tiny):
+    """A left-padded batch of several prefixes (continue_rows) samples what each prefix samples alone."""
+    model, _ = tiny
+    ids = tokenize(tiny[1], PROMPT).input_ids[0][:30]
+    kv = prefill(model, ids)
+    lengths = [29, 7, 18, 7, 1]
+    feed = torch.stack([ids[n : n + 1] for n in lengths])
+    got = continue_rows(
+        model,
+        kv,
+        lengths,
+        feed,
+        [row_generator(5, n, r) for r, n in enumerate(lengths)],
+        max_new_tokens=10,
+        done=lambda row: False,
+        temperature=0.6,
+        top_p=0.95,
+    )
+    for r, n in enumerate(lengths):
+        assert got[r] == _plain_sample(model, ids[: n + 1], row_generator(5, n, r), 10), (r, n)
+    assert batch_size_for(model, None) == 8 and batch_size_for(model, 3) == 3  # CPU default; as given
 
 
 def test_sampling_stops_at_a_stop_token(tiny):
