@@ -76,9 +76,18 @@ def _load_model(args):
 
     from stream_widgets.models import load_model
 
+    if getattr(args, "loaded", None) is not None:  # `run`: one load for every stage
+        return args.loaded
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, dtype=torch.float32)
+    if args.model_id:  # a GGUF file or saved folder of the packaged model: file it under the model's id
+        model.config._name_or_path = args.model_id
     return model.to(args.device), tokenizer
+
+
+def _name(args) -> str:
+    """The model the corpus folder is named after."""
+    return args.model_id or args.model
 
 
 # ============================================================================ generate
@@ -93,10 +102,11 @@ def generate(args) -> None:
     from stream_widgets.sentences import split_sentences
 
     model, tokenizer = _load_model(args)
+    max_new_tokens = getattr(args, "generate_tokens", args.max_new_tokens)
     root = Path(args.root)
     todo = problems()[: args.traces]
     for number, problem in enumerate(todo, 1):
-        target = trace_dir(root, args.model, problem["id"])
+        target = trace_dir(root, _name(args), problem["id"])
         if (target / "chunks_labeled.json").exists():
             continue
         messages = [{"role": "user", "content": INSTRUCTION + problem["problem"]}]
@@ -109,7 +119,7 @@ def generate(args) -> None:
             ids,
             1,
             seed=args.seed,
-            max_new_tokens=args.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             temperature=TEMPERATURE,
             top_p=TOP_P,
             stop_ids=sorted(stops),
@@ -127,13 +137,13 @@ def generate(args) -> None:
             "is_correct": bool(is_correct(answer, problem.get("gt_answer"))),
             "generation": {
                 "model": model_id(model),
-                "load_model": args.model,
+                "load_model": _name(args),
                 "seed": args.seed,
                 "stream": 0,
                 "sampler": "stream_widgets.sampling.sample_continuations",
                 "temperature": TEMPERATURE,
                 "top_p": TOP_P,
-                "max_new_tokens": args.max_new_tokens,
+                "max_new_tokens": max_new_tokens,
                 "new_tokens": len(new),
                 "finished": bool(new) and new[-1] in stops,
                 "chat_template": True,
@@ -199,7 +209,7 @@ def forced(args) -> None:
     from stream_widgets.importance import forced_importance
 
     model, tokenizer = _load_model(args)
-    for directory in corpus_traces(Path(args.root), args.model, args.names)[: args.traces]:
+    for directory in corpus_traces(Path(args.root), _name(args), args.names)[: args.traces]:
         info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
         if "forced" in info and not args.force:
             continue
@@ -231,7 +241,7 @@ def resample(args) -> None:
 
     model, tokenizer = _load_model(args)
     measure = default_similarity()
-    for directory in corpus_traces(Path(args.root), args.model, args.names)[: args.traces]:
+    for directory in corpus_traces(Path(args.root), _name(args), args.names)[: args.traces]:
         info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
         if "resampling" in info and info["resampling"]["samples"] >= args.samples and not args.force:
             continue  # done with as many samples (a smaller CPU run is redone at a larger N)
@@ -271,8 +281,57 @@ def resample(args) -> None:
         )
 
 
+def rescore(args) -> None:
+    """Counterfactual importance again from the saved rollouts (their answers and first sentences), with
+    the default similarity measure: for rollouts sampled where all-MiniLM-L6-v2 was not installed."""
+    import numpy as np
+
+    from stream_widgets.importance import Rollout, importance_from_rollouts
+    from stream_widgets.similarity import default_similarity
+
+    measure = default_similarity()
+    name = getattr(measure, "name", type(measure).__name__)
+    for directory in corpus_traces(Path(args.root), _name(args), args.names)[: args.traces]:
+        info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
+        meta = info.get("resampling")
+        if meta is None or (meta["similarity"] == name and not args.force):
+            continue
+        records = json.loads((directory / "chunks_labeled.json").read_text(encoding="utf-8"))
+        problem = json.loads((directory / "problem.json").read_text(encoding="utf-8"))
+        rollouts = [
+            [Rollout("", a, f, n) for a, f, n in zip(answers, firsts, tokens, strict=True)]
+            for answers, firsts, tokens in zip(
+                meta["answers"], meta["first_sentences"], meta["new_tokens"], strict=True
+            )
+        ]
+        similarity = [
+            np.asarray(measure([r["chunk"]] * len(rows), [x.first_sentence for x in rows]), dtype=np.float64)
+            for r, rows in zip(records, rollouts, strict=False)
+        ]
+        threshold = measure.threshold
+        columns = importance_from_rollouts(
+            rollouts, similarity, problem.get("gt_answer"), threshold=threshold, alpha=meta["alpha"]
+        )
+        meta = {
+            **meta,
+            "similarity": name,
+            "threshold": threshold,
+            "similarity_to_sentence": [row.round(4).tolist() for row in similarity],
+            "rescored_from": meta["similarity"],
+        }
+        _update(directory, columns, "resampling", meta)
+        print(f"{directory.name}: counterfactual importance rescored with {name}", flush=True)
+
+
+def run(args) -> None:
+    """Several stages with one model load (e.g. on a GPU machine)."""
+    args.loaded = _load_model(args)
+    for stage in args.stages:
+        STAGES[stage](args)
+
+
 def status(args) -> None:
-    for directory in corpus_traces(Path(args.root), args.model):
+    for directory in corpus_traces(Path(args.root), _name(args)):
         base = json.loads((directory / "base_solution.json").read_text(encoding="utf-8"))
         info = json.loads((directory / "importance.json").read_text(encoding="utf-8"))
         chunks = json.loads((directory / "chunks_labeled.json").read_text(encoding="utf-8"))
@@ -284,13 +343,19 @@ def status(args) -> None:
         )
 
 
+STAGES = {"generate": generate, "forced": forced, "resample": resample}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("generate", "forced", "resample", "status"):
+    for name in ("generate", "forced", "resample", "rescore", "run", "status"):
         c = commands.add_parser(name)
         c.add_argument(
             "--model", default="qwen2.5-coder-0.5b", help="model for load_model (writes and reads)"
+        )
+        c.add_argument(
+            "--model-id", default=None, help="file the corpus under this model id (for a GGUF file or folder)"
         )
         c.add_argument("--root", default=str(DATA / "own_model"), help="corpus root folder")
         c.add_argument("--device", default="cpu")
@@ -299,15 +364,18 @@ def main() -> None:
         c.add_argument("--seed", type=int, default=0)
         c.add_argument("--force", action="store_true", help="recompute columns already there")
         c.add_argument("--names", nargs="+", default=None, help="only these traces (e.g. problem_word_04)")
+        if name == "run":
+            c.add_argument("--stages", nargs="+", required=True, choices=("generate", "forced", "resample"))
+            c.add_argument("--generate-tokens", type=int, default=700, help="--max-new-tokens of generate")
         if name == "generate":
             c.add_argument("--max-new-tokens", type=int, default=700)
-        if name == "resample":
+        if name in ("resample", "run"):
             c.add_argument("--samples", type=int, default=10)
             c.add_argument("--max-new-tokens", type=int, default=512)
             c.add_argument("--batch-size", type=int, default=None)
             c.add_argument("--max-sentences", type=int, default=None, help="skip traces with more sentences")
     args = parser.parse_args()
-    {"generate": generate, "forced": forced, "resample": resample, "status": status}[args.command](args)
+    {**STAGES, "rescore": rescore, "run": run, "status": status}[args.command](args)
 
 
 if __name__ == "__main__":
