@@ -140,7 +140,14 @@ def main() -> None:
         )
     wall = time.perf_counter() - started
     started = time.perf_counter()
-    html = corpus_report(out)
+    try:
+        html = corpus_report(out)
+    except ModuleNotFoundError as error:  # a GPU machine without bokeh: the analysis without its report
+        print(f"no corpus report ({error}); analysing without it", flush=True)
+        from stream_widgets.corpus import analyse_corpus
+
+        analyse_corpus(out)
+        html = None
     analysis_seconds = time.perf_counter() - started
     heads = load_corpus_heads(out)
     done = run.done
