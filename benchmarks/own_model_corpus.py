@@ -81,7 +81,10 @@ def _load_model(args):
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, dtype=torch.float32)
     if args.model_id:  # a GGUF file or saved folder of the packaged model: file it under the model's id
-        model.config._name_or_path = args.model_id
+        from stream_widgets.models import PACKAGED_MODELS
+
+        packaged = PACKAGED_MODELS.get(args.model_id)
+        model.config._name_or_path = packaged.model_id if packaged else args.model_id
     return model.to(args.device), tokenizer
 
 

@@ -196,7 +196,7 @@ def test_load_bundled_trace_errors(tmp_path, monkeypatch):
     directory.mkdir(parents=True)
     (directory / "chunks_labeled.json").write_text("[{", encoding="utf-8")
     (directory / "base_solution.json").write_text(json.dumps({"full_cot": "x"}), encoding="utf-8")
-    monkeypatch.setattr(bundled, "TRACES_DIR", tmp_path)
+    monkeypatch.setitem(bundled.CORPORA, "thought-anchors", tmp_path)
     bundled.list_bundled_traces.cache_clear()
     try:
         with pytest.raises(ValueError, match="corrupt"):
