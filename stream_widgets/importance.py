@@ -89,7 +89,6 @@ from stream_widgets.sampling import (
     batch_size_for,
     cached,
     check_sampling,
-    continue_batch,
     continue_rows,
     end_token_ids,
     prefill,
@@ -101,7 +100,6 @@ from stream_widgets.tokens import tokenize
 __all__ = [
     "ALPHA",
     "FORCED_ANSWER_PROMPT",
-    "KINDS",  # noqa: F822 (from the CLI on first access: __getattr__ below)
     "SIMILARITY_THRESHOLD",
     "ForcedImportance",
     "ResamplingImportance",
@@ -114,7 +112,6 @@ __all__ = [
     "is_correct",
     "normalize_answer",
     "resampling_importance",
-    "run_command",  # noqa: F822 (as KINDS)
 ]
 
 FORCED_ANSWER_PROMPT = "\n</think>\n\nTherefore, the final answer is \\boxed{"
@@ -230,10 +227,10 @@ def forced_importance(
         prefixes = tqdm(prefixes, desc="forced answers", unit="prefix")
     greedy = []
     for k in prefixes:
-        row = continue_batch(
+        row = continue_rows(
             model,
             kv,
-            read.prefix_lengths[k],
+            [read.prefix_lengths[k]],
             force,
             [None],
             max_new_tokens=max_answer_tokens,
@@ -575,18 +572,3 @@ def importance_from_rollouts(
         columns["resampling_importance_accuracy"][:] = math.nan
         columns["accuracy"][:] = math.nan
     return columns
-
-
-# ============================================================================ names of the CLI, importable from here
-# `KINDS` and `run_command` belong to the `stream-widgets importance` command and live in
-# `stream_widgets.cli.sentences`. They stay importable from here, looked up on first access, so that this
-# library module never imports the CLI (imports run one way: the CLI imports the library).
-_CLI_NAMES = ("KINDS", "run_command")
-
-
-def __getattr__(name: str):
-    if name in _CLI_NAMES:
-        from importlib import import_module
-
-        return getattr(import_module("stream_widgets.cli.sentences"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,10 +4,10 @@
 * `prefill` runs the whole sequence once and keeps every layer's keys and values; `cached` makes a fresh
   cache of any prefix of it for a batch of rows (a view, copied only when a new token is appended), so
   every prefix of a trace continues from one pass over the trace.
-* `continue_batch` decodes a batch of rows from such a prefix, one token per step, dropping finished rows
-  from the batch and the cache (`DynamicCache.batch_select_indices`); `continue_rows` does the same for
-  rows of different prefixes in one batch (a left-padded cache, the padding masked, each row's own
-  positions), so that short continuations of many prefixes fill one batch on a GPU.
+* `continue_rows` decodes a batch of rows, one token per step, dropping finished rows from the batch and
+  the cache (`DynamicCache.batch_select_indices`). The rows may continue different prefixes: then they
+  share a left-padded copy of the cache (the padding masked, each row at its own positions), so that
+  short continuations of many prefixes fill one batch on a GPU.
 * `nucleus_pick` draws the next token by top-p (nucleus) sampling, inverting the CDF of the sorted
   probabilities with one uniform number per row; each row's number comes from its own CPU generator
   (`row_generator(seed, stream, row)`), so a row's samples do not depend on the batch it runs in or on the
@@ -37,7 +37,6 @@ __all__ = [
     "batch_size_for",
     "cached",
     "check_sampling",
-    "continue_batch",
     "continue_rows",
     "end_token_ids",
     "nucleus_pick",
@@ -93,33 +92,6 @@ def nucleus_pick(logits: torch.Tensor, generators, temperature: float, top_p: fl
     u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators]).to(probs.device)
     choice = (cumulative < (u * cumulative[:, -1])[:, None]).sum(dim=-1).clamp_max(probs.shape[-1] - 1)
     return order.gather(1, choice[:, None])[:, 0]
-
-
-def continue_batch(
-    model,
-    kv,
-    length: int,
-    feed: torch.Tensor,
-    generators: Sequence[torch.Generator | None],
-    *,
-    max_new_tokens: int,
-    done: Callable[[list[int]], bool],
-    temperature: float,
-    top_p: float,
-) -> list[list[int]]:
-    """Continue ``sequence[:length] + feed`` (the first `length` tokens cached in `kv`), one row per
-    generator, until `done(row)` or `max_new_tokens`. Finished rows leave the batch (and its cache)."""
-    return continue_rows(
-        model,
-        kv,
-        [length] * len(generators),
-        feed,
-        generators,
-        max_new_tokens=max_new_tokens,
-        done=done,
-        temperature=temperature,
-        top_p=top_p,
-    )
 
 
 def _left_padded(model, kv, lengths: Sequence[int]):
@@ -305,10 +277,10 @@ def sample_continuations(
     out: list[list[int]] = []
     for first in range(0, num_samples, batch):
         generators = [row_generator(seed, stream, r) for r in range(first, min(first + batch, num_samples))]
-        out += continue_batch(
+        out += continue_rows(
             model,
             kv or [],
-            ids.numel() - 1,
+            [ids.numel() - 1] * len(generators),
             ids[-1:],
             generators,
             max_new_tokens=max_new_tokens,
