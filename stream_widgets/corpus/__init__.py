@@ -6,10 +6,14 @@ Modules, one idea each:
   checked, with safe file names (`read_inputs`, `CorpusInput`, `InputLabels`);
 - `runner`: tracing every input once into ``DIR/traces/``, resumable, one worker per GPU, with
   ``DIR/corpus.json`` (`run_corpus`, `CorpusRun`);
-- `analysis`: from the saved traces, without the model: corpus receiver heads with their split-half
-  reliability, anchors of every trace, per-tag and position summaries, correlations with the labels
-  (`analyse_corpus`, `corpus_report`, `load_corpus_heads`). The report page is drawn by
-  `stream_widgets.views.corpus_report`.
+- `heads`: corpus receiver heads from the saved traces, without the model: per-head kurtosis pooled over
+  the traces with its split-half reliability, saved beside the corpus and read back (`load_corpus_heads`);
+- `trace_anchors`: the anchors of every trace over those heads, its tags and label columns, and the
+  per-tag, position and label-correlation summaries (`TraceAnalysis`);
+- `report_data`: what the analysis found as the report holds it (`CorpusAnalysis`, its summary and CSV
+  tables);
+- `analysis`: the analysis in order and the report it writes (`analyse_corpus`, `corpus_report`). The
+  report page is drawn by `stream_widgets.views.corpus_report`.
 
 Example:
     >>> from stream_widgets.corpus import run_corpus, corpus_report, load_corpus_heads
@@ -33,10 +37,10 @@ _LAZY = {
     "CorpusRun": "stream_widgets.corpus.runner",
     "TraceEntry": "stream_widgets.corpus.runner",
     "run_corpus": "stream_widgets.corpus.runner",
-    "CorpusAnalysis": "stream_widgets.corpus.analysis",
+    "CorpusAnalysis": "stream_widgets.corpus.report_data",
     "analyse_corpus": "stream_widgets.corpus.analysis",
     "corpus_report": "stream_widgets.corpus.analysis",
-    "load_corpus_heads": "stream_widgets.corpus.analysis",
+    "load_corpus_heads": "stream_widgets.corpus.heads",
 }
 
 __all__ = sorted(_LAZY)

@@ -6,8 +6,12 @@ Modules, one idea each:
 - `matrices`: numpy aggregations the views show (which matrix, pooling, colour scale, per-tag tables);
 - `sources`: the columns Python feeds into the views' sources (numpy, no Bokeh);
 - `renderer`: the one browser-side renderer (JavaScript) both views use;
-- `figures`: the Bokeh models both views share, wired to the renderer;
+- `sentence_figures`: the sentence-level Bokeh figures both views share (heatmaps, bars, scatter);
+- `token_figures`: the token-level ones (the token view, the needle route linked to the sentences);
+- `figures`: the Bokeh models both views share, laid out and wired to the renderer;
 - `explorer`: the ipywidgets controller of the notebook explorer (`Explorer`, `build_explorer`);
+- `report_packing`: the report's matrices and token rows packed into 8-bit arrays within a byte budget;
+- `report_page`: the report's Bokeh document, its own pickers feeding the shared sources;
 - `report_files`: the report writer (`write_report`: HTML, JSON, CSV);
 - `corrections`: tag corrections as JSON (made in either view, re-applied, used for training);
 - `routes`: the RULER needle route figure;

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from stream_widgets.corpus.analysis import CorpusAnalysis
+    from stream_widgets.corpus.report_data import CorpusAnalysis
 
 __all__ = ["corpus_html"]
 

@@ -4,7 +4,10 @@ set of browser-side callbacks.
 `build_views` makes the linked parts: the trace text coloured by function tag (faded by the tagger's
 confidence), the sentence x sentence heatmap with its colour bar, the anchor-score bars, a per-tag
 summary (table and tag x tag attention), the info panel of the selected sentence, and, when the data has
-them, the evidence table and scatter, the suppression matrix, the token view and the needle route.
+them, the evidence table and scatter, the suppression matrix, the token view and the needle route. The
+figures themselves come from `views.sentence_figures` (the heatmaps, the bars, the scatter; the colours
+and widths of every part) and `views.token_figures` (the token view, the needle route); this module
+lays them out and wires them to the renderer.
 
 Python only feeds data (the columns of `views.sources`): every part that is HTML (text, info panel,
 summary, notes, titles) is rendered in the browser by the one renderer of `views.renderer`, on these
@@ -18,7 +21,7 @@ events:
   pickers in the report).
 
 The explorer feeds the sources from Python (`Explorer`), the report from data packed into the page
-(`report_files`). Bokeh is imported here; importing `stream_widgets` does not import this module.
+(`report_page`). Bokeh is imported here; importing `stream_widgets` does not import this module.
 """
 
 from __future__ import annotations
@@ -29,32 +32,24 @@ from typing import Any
 
 import numpy as np
 from bokeh.layouts import column, row
-from bokeh.models import (
-    ColorBar,
-    ColumnDataSource,
-    CustomJS,
-    CustomJSHover,
-    Div,
-    HoverTool,
-    LinearColorMapper,
-    Range1d,
-    SaveTool,
-    Select,
-    TapTool,
-)
-from bokeh.palettes import Magma256, Viridis256
-from bokeh.plotting import figure
-from bokeh.transform import transform
+from bokeh.models import ColumnDataSource, CustomJS, Div, LinearColorMapper, Select
+from bokeh.palettes import Viridis256
 
-from stream_widgets.views import renderer
+from stream_widgets.views import renderer, sentence_figures, token_figures
 from stream_widgets.views.data import ExploreData
 from stream_widgets.views.matrices import matrix_label, select_scores, spearman
+from stream_widgets.views.sentence_figures import (
+    FULL_WIDTH,
+    HALF_WIDTH,
+    NO_PAIR_COLOR,
+    OVER_SCALE_COLOR,
+    SELECTED_COLOR,
+)
 from stream_widgets.views.sources import (
     DIMMED_ALPHA,
     LINKS_PER_SENTENCE,
     MAX_HEATMAP_SIZE,
     MAX_TOKEN_ROWS,
-    bars_title,
     browser_json,
     heat_data,
     links_data,
@@ -64,6 +59,7 @@ from stream_widgets.views.sources import (
     text_pieces,
     token_data,
 )
+from stream_widgets.views.token_figures import route_edge_sentences as route_edge_sentences
 
 __all__ = [
     "FULL_WIDTH",
@@ -75,16 +71,6 @@ __all__ = [
     "build_views",
 ]
 
-#: Outline colour of the selected sentence in every view.
-SELECTED_COLOR = "#d62728"
-#: Colour of heatmap cells above the top of the colour scale (said on the page, never silent).
-OVER_SCALE_COLOR = "#ff00ff"
-#: Colour of tag x tag cells with no sentence pair (explained on the page).
-NO_PAIR_COLOR = "#dddddd"
-#: Width of a half-width part; two sit side by side from about 900 px, one column below.
-HALF_WIDTH = 430
-#: Width of a full-width part (fits an 848 px notebook output area).
-FULL_WIDTH = 820
 #: Top anchors listed in the evidence table.
 EVIDENCE_TABLE_ROWS = 8
 
@@ -117,258 +103,6 @@ class Views:
     token_figure: Any = None
     route_figure: Any = None
     route_edges: ColumnDataSource | None = None
-
-
-# ---------------------------------------------------------------------------- figures
-
-
-def _index_hover(sentences: ColumnDataSource, axis: str) -> CustomJSHover:
-    # floor, not round: the cell under the cursor at y = 40.8 is row 40 (a rounding formatter showed 41)
-    return CustomJSHover(
-        args=dict(sentences=sentences),
-        code="const i = Math.floor(value); const d = sentences.data;"
-        "return (i >= 0 && i < d.tip.length) ? '#' + i + ' ' + d.tip[i] : '';",
-    )
-
-
-def _heat_figure(
-    name: str,
-    title: str,
-    size: int,
-    image_source: ColumnDataSource,
-    highlight: ColumnDataSource,
-    mapper: LinearColorMapper,
-    sentences: ColumnDataSource,
-    unit: str,
-    backend: str,
-):
-    fig = figure(
-        name=name,
-        width=HALF_WIDTH,
-        height=HALF_WIDTH,
-        x_range=Range1d(0, size, bounds=(0, size)),
-        y_range=Range1d(size, 0, bounds=(0, size)),
-        tools="pan,wheel_zoom,box_zoom,reset",
-        title=title,
-        x_axis_label="attended sentence j",
-        y_axis_label="attending sentence i",
-        output_backend=backend,
-    )
-    image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=image_source)
-    fig.add_tools(
-        HoverTool(
-            renderers=[image],
-            tooltips=[
-                ("i (attending)", "$y{custom}"),
-                ("j (attended)", "$x{custom}"),
-                ("value", "@image{0.0000}"),
-            ],
-            formatters={"$y": _index_hover(sentences, "y"), "$x": _index_hover(sentences, "x")},
-        ),
-        SaveTool(filename=name),
-    )
-    fig.rect(
-        x="x",
-        y="y",
-        width="w",
-        height="h",
-        source=highlight,
-        fill_alpha=0.0,
-        line_color=SELECTED_COLOR,
-        line_width=2,
-    )
-    fig.add_layout(ColorBar(color_mapper=mapper, title=unit, width=10, title_text_font_size="10px"), "right")
-    fig.toolbar.logo = None
-    fig.grid.visible = False
-    return fig
-
-
-def _bars_figure(data: ExploreData, sentences: ColumnDataSource, unscored: ColumnDataSource, backend: str):
-    fig = figure(
-        name="sw_anchor_bars",
-        width=FULL_WIDTH,
-        height=230,
-        x_range=Range1d(-1, data.n_sentences),
-        tools="xpan,xwheel_zoom,reset",
-        title=bars_title(data, None, None),
-        x_axis_label="sentence (click a bar to select it; faded colour = low tag confidence; x = not scored)",
-        output_backend=backend,
-    )
-    bars = fig.vbar(
-        x="index",
-        top="bar",
-        width=0.85,
-        source=sentences,
-        fill_color="color",
-        line_color=None,
-        fill_alpha="alpha",
-        name="sw_bars",
-    )
-    bars.selection_glyph = bars.glyph.clone(line_color=SELECTED_COLOR, line_width=2, fill_alpha="alpha")
-    bars.nonselection_glyph = bars.glyph.clone(fill_alpha="alpha_dim")
-    marks = fig.scatter(
-        x="x", y="y", source=unscored, marker="x", size=7, color="#888888", name="sw_unscored"
-    )
-    fig.add_tools(
-        TapTool(renderers=[bars]),
-        HoverTool(
-            renderers=[bars],
-            tooltips=[
-                ("#", "@index"),
-                ("tag", "@tag (tagger probability @confidence{0.00})"),
-                ("score", "@bar{0.0000}"),
-                ("", "@short"),
-            ],
-        ),
-        HoverTool(
-            renderers=[marks],
-            tooltips=[("#", "@x"), ("", "not scored: too few later sentences"), ("", "@tip")],
-        ),
-        SaveTool(filename="sw_anchor_bars"),
-    )
-    fig.toolbar.logo = None
-    fig.xgrid.visible = False
-    return fig
-
-
-def _tag_figure(data: ExploreData, tag_heat: ColumnDataSource, mapper: LinearColorMapper, backend: str):
-    tags = data.tags_present()
-    fig = figure(
-        name="sw_tag_heatmap",
-        width=HALF_WIDTH,
-        height=360,
-        x_range=tags,
-        y_range=list(reversed(tags)),
-        tools="hover",
-        tooltips=[("from", "@from_tag"), ("to", "@to_tag"), ("mean attention", "@text")],
-        title="tag to tag attention (mean)",
-        x_axis_label="attended (earlier) tag",
-        y_axis_label="attending tag",
-        output_backend=backend,
-    )
-    fig.rect(
-        x="to_tag",
-        y="from_tag",
-        width=1,
-        height=1,
-        source=tag_heat,
-        line_color=None,
-        fill_color=transform("value", mapper),
-    )
-    fig.add_layout(
-        ColorBar(
-            color_mapper=mapper,
-            title="mean token attention probability",
-            width=10,
-            title_text_font_size="10px",
-        ),
-        "right",
-    )
-    fig.add_tools(SaveTool(filename="sw_tag_heatmap"))
-    fig.xaxis.major_label_orientation = 0.9
-    fig.toolbar.logo = None
-    fig.grid.visible = False
-    return fig
-
-
-def route_edge_sentences(data: ExploreData, keys: list[int], queries: list[int]) -> list[int]:
-    """Per route edge, the sentence a tap on it selects: the one holding its key token (the token read),
-    else the one holding its query token; -1 for neither (or no `data.token_spans`)."""
-    out = []
-    for key, query in zip(keys, queries, strict=True):
-        sentence = data.sentence_of(key)
-        if sentence is None:
-            sentence = data.sentence_of(query)
-        out.append(-1 if sentence is None else sentence)
-    return out
-
-
-_JS_ROUTE_TAP = """
-const k = edges.selected.indices;
-if (!k.length) return;
-const j = edges.data.sentence[k[0]];
-if (j >= 0 && !(sentences.selected.indices.length === 1 && sentences.selected.indices[0] === j)) {
-  sentences.selected.indices = [j];
-}
-"""
-
-
-def _route_view(data: ExploreData, sentences: ColumnDataSource, backend: str):
-    """The needle route figure of `data.route`, its edges linked to the sentences when token spans are known."""
-    from stream_widgets.views.routes import route_figure
-
-    fig = route_figure(data.route, width=FULL_WIDTH, height=360)
-    fig.output_backend = backend
-    edges = fig.select_one({"name": "sw_route_edges"})
-    segments = fig.select_one({"name": "sw_route_segments"})
-    edges.data["sentence"] = route_edge_sentences(data, list(edges.data["key"]), list(edges.data["query"]))
-    if data.token_spans is None:
-        fig.title.text += " (no token spans: not linked to the sentences)"
-    else:
-        fig.title.text += "; tap an edge to select the sentence it reads"
-        fig.add_tools(TapTool(renderers=[segments]))
-        hover = next(t for t in fig.tools if isinstance(t, HoverTool))
-        hover.tooltips = [*hover.tooltips, ("sentence", "#@sentence")]
-        edges.selected.js_on_change(
-            "indices", CustomJS(args=dict(edges=edges, sentences=sentences), code=_JS_ROUTE_TAP)
-        )
-    fig.toolbar.logo = None
-    return fig, edges
-
-
-def _token_figure(data: ExploreData, tokens: ColumnDataSource, token_state: ColumnDataSource, backend: str):
-    view = data.token_view
-    t = len(view.tokens)
-    mapper = LinearColorMapper(palette=Magma256[::-1], low=0.0, high=1.0, nan_color=(0, 0, 0, 0))
-    fig = figure(
-        name="sw_token_heatmap",
-        width=HALF_WIDTH,
-        height=300,
-        x_range=Range1d(0, t, bounds=(0, t)),
-        tools="xpan,xwheel_zoom,reset",
-        title="token attention: select a sentence",
-        x_axis_label=f"key token position (the text's {t} tokens in {view.n_bins} bins)",
-        y_axis_label="query tokens of the sentence",
-        output_backend=backend,
-    )
-    fig.y_range.flipped = True
-    image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper, source=tokens)
-    edges = [int(e) for e in view.bin_edges]
-    bin_text = view.bin_text()
-    key_hover = CustomJSHover(
-        args=dict(edges=edges, text=bin_text),
-        code="let b = 0; while (b + 1 < edges.length - 1 && edges[b + 1] <= value) b++;"
-        "return 'tokens ' + edges[b] + '-' + (edges[b + 1] - 1) + ': ' + text[b];",
-    )
-    row_hover = CustomJSHover(
-        args=dict(state=token_state),
-        code="const r = Math.floor(value); const rows = state.data.rows[0];"
-        "return (r >= 0 && r < rows.length) ? JSON.stringify(rows[r]) : '';",
-    )
-    fig.add_tools(
-        HoverTool(
-            renderers=[image],
-            tooltips=[
-                ("query token", "$y{custom}"),
-                ("keys", "$x{custom}"),
-                ("attention mass", "@image{0.0000}"),
-            ],
-            formatters={"$x": key_hover, "$y": row_hover},
-        ),
-        SaveTool(filename="sw_token_heatmap"),
-    )
-    fig.add_layout(
-        ColorBar(
-            color_mapper=mapper,
-            title="attention probability summed over the bin",
-            width=10,
-            title_text_font_size="10px",
-        ),
-        "right",
-    )
-    fig.toolbar.logo = None
-    fig.grid.visible = False
-    return fig, mapper
 
 
 def _heads_note(data: ExploreData) -> str:
@@ -461,7 +195,7 @@ def build_views(
     tag_mapper = LinearColorMapper(
         palette=Viridis256, low=0.0, high=state.data["tag_high"][0], nan_color=NO_PAIR_COLOR
     )
-    heat_figure = _heat_figure(
+    heat_figure = sentence_figures.heat_figure(
         "sw_heatmap",
         "sentence attention",
         size,
@@ -472,8 +206,8 @@ def build_views(
         "mean token attention probability",
         backend,
     )
-    bars_figure = _bars_figure(data, sentences, unscored, backend)
-    tag_figure = _tag_figure(data, tag_heat, tag_mapper, backend)
+    bars_figure = sentence_figures.bars_figure(data, sentences, unscored, backend)
+    tag_figure = sentence_figures.tag_figure(data, tag_heat, tag_mapper, backend)
 
     def div(name: str, width: int = HALF_WIDTH, **kwargs) -> Div:
         # disable_math: trace text is full of "$"; BokehJS would otherwise fetch MathJax from a CDN.
@@ -515,25 +249,7 @@ def build_views(
             name="sw_evidence_select",
             width=HALF_WIDTH - 20,
         )
-        scatter_fig = figure(
-            name="sw_scatter_figure",
-            width=HALF_WIDTH,
-            height=320,
-            tools="pan,wheel_zoom,reset,tap",
-            title="anchor score against the evidence score (a point per sentence)",
-            x_axis_label=f"anchor score ({data.meta.get('score_variant', 'unspecified')})",
-            y_axis_label=names[0],
-            output_backend=backend,
-        )
-        points = scatter_fig.scatter("x", "y", source=scatter, color="color", size=7, alpha=0.8)
-        scatter_fig.add_tools(
-            HoverTool(
-                renderers=[points],
-                tooltips=[("#", "@index"), ("", "@short"), ("anchor", "@x"), ("evidence", "@y")],
-            ),
-            SaveTool(filename="sw_scatter"),
-        )
-        scatter_fig.toolbar.logo = None
+        scatter_fig = sentence_figures.scatter_figure(data, scatter, names[0], backend)
         scatter_yaxis = scatter_fig.yaxis[0]
         scatter_note = div("sw_scatter_note")
         evidence_parts = [_wrap(_half(evidence_div), _half(evidence_select, scatter_fig, scatter_note))]
@@ -554,7 +270,7 @@ def build_views(
             high=float(finite.max()) if finite.size and finite.max() > 0 else 1.0,
             nan_color=(0, 0, 0, 0),
         )
-        suppression_figure = _heat_figure(
+        suppression_figure = sentence_figures.heat_figure(
             "sw_suppression_heatmap",
             "attention suppression: effect on sentence i of masking sentence j",
             size,
@@ -578,7 +294,7 @@ def build_views(
         image, tstate = token_data(data, 0, None)
         tokens = ColumnDataSource(image, name="sw_tokens")
         token_state = ColumnDataSource(tstate, name="sw_token_state")
-        token_figure, token_mapper = _token_figure(data, tokens, token_state, backend)
+        token_figure, token_mapper = token_figures.token_figure(data, tokens, token_state, backend)
         token_note = div("sw_token_note")
         token_note.text = (
             "<div class='sw-note' style='font-size:11px;color:#444'>The recorded token-level weights of one head "
@@ -660,7 +376,9 @@ def build_views(
         evidence_select.js_on_change("value", callback("evidence"))
         scatter.selected.js_on_change("indices", callback("scatter_tap"))
 
-    route_fig, route_edges = _route_view(data, sentences, backend) if data.route is not None else (None, None)
+    route_fig, route_edges = (
+        token_figures.route_view(data, sentences, backend) if data.route is not None else (None, None)
+    )
     layout = column(
         title_div,
         help_div,
