@@ -10,10 +10,8 @@ Importing the package loads no model, opens no socket, patches nothing and does 
 on first access.
 """
 
-from importlib import import_module
-from typing import Any
-
 from stream_widgets.config import StreamConfig
+from stream_widgets.lazy import lazy_names
 
 # public name -> module that defines it, imported on first access (torch, transformers, spaCy, Bokeh)
 _LAZY = {
@@ -39,13 +37,4 @@ __all__ = ["StreamConfig", *_LAZY]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'stream_widgets' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import math
 import os
 import re
 import secrets
@@ -31,8 +32,9 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["remove_leftovers", "staged_folder", "temp_path", "write_file", "write_files"]
+__all__ = ["json_safe", "remove_leftovers", "staged_folder", "temp_path", "write_file", "write_files"]
 
 Content = bytes | str | Callable[[Path], None]
 """What `write_file` and `write_files` write: bytes, UTF-8 text, or a function that writes the file at
@@ -384,3 +386,19 @@ def write_files(folder: str | os.PathLike, files: Mapping[str, Content]) -> Path
             except FileNotFoundError:
                 pass  # a new file: the umask decided its mode
     return target
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as plain JSON: numpy arrays and scalars (anything with ``tolist``) to Python, NaN and
+    infinities to None, keys to strings, anything else unknown to `str`."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist"):
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

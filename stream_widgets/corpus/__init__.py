@@ -27,8 +27,7 @@ Importing this package imports nothing heavy (no torch, no Bokeh): every name is
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from stream_widgets.lazy import lazy_names
 
 _LAZY = {
     "CorpusInput": "stream_widgets.corpus.inputs",
@@ -46,13 +45,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'stream_widgets.corpus' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from stream_widgets import storage
 from stream_widgets.corpus.trace_anchors import TraceAnalysis
 
 __all__ = ["CorpusAnalysis", "csv_files"]
@@ -57,7 +56,7 @@ class CorpusAnalysis:
     def summary(self) -> dict:
         """The JSON summary (``summary.json``)."""
         heads = self.heads
-        return _json_safe(
+        return storage.json_safe(
             {
                 "model_id": heads.model_id,
                 "settings": self.settings,
@@ -91,20 +90,6 @@ class CorpusAnalysis:
                 ],
             }
         )
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ----------------------------------------------------------------- files

@@ -23,8 +23,7 @@ imported from its module on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from stream_widgets.lazy import lazy_names
 
 # public name -> module that defines it (no module is named like a function it exports)
 _LAZY = {
@@ -44,13 +43,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'stream_widgets.views' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -27,10 +27,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -45,23 +43,6 @@ __all__ = ["REPORT_FILES", "write_report"]
 #: The files `write_report` always writes into its output folder (plus `tag_corrections.json` when
 #: there are corrections).
 REPORT_FILES = ("report.html", "summary.json", "sentences.csv")
-
-
-def _json_safe(value: Any) -> Any:
-    """Values as JSON: numpy scalars and arrays to Python, NaN to null, anything else unknown to `str`."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 # ---------------------------------------------------------------------------- summary files
@@ -199,7 +180,7 @@ def write_report(
         data, max_size, max_matrix_bytes, max_token_bytes, output_backend
     )
     title = str(data.meta.get("title", "stream-widgets report"))
-    summary = _json_safe(_summary(data, packed, tokens_packed, top_anchors))
+    summary = storage.json_safe(_summary(data, packed, tokens_packed, top_anchors))
     files = {
         "report.html": file_html(document, resources=INLINE, title=title),
         "summary.json": json.dumps(summary, indent=2, allow_nan=False) + "\n",
