@@ -1,4 +1,5 @@
-"""Shared fixtures: the real default model, loaded once per session (slow tests only)."""
+"""Shared fixtures: the real default model, loaded once per session (slow tests only), and a tiny random
+model saved as a folder."""
 
 import pytest
 import torch
@@ -31,3 +32,11 @@ def real_explore_data(real_trace):
     from stream_widgets.views import explore_data
 
     return explore_data(real_trace)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """A folder holding a tiny random Llama and its tokenizer (`load_model(folder)`, `--model folder`)."""
+    from tests.tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -15,20 +15,11 @@ import pytest
 from stream_widgets.cli import DEMO_TRACE, main
 from stream_widgets.traces import Trace
 from tagging.tags import FUNCTION_TAGS
-from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
+from tests.tiny_models import SMALL_FLAGS, TEXT
 
 # 15 sentences, about 220 tokens of the tiny tokenizer: enough for receiver heads (> 10 sentences)
 BODY = TEXT.split("<think>\n")[1].split("\n</think>")[0]
 LONG_TEXT = "<think>\n" + "\n\n".join([BODY] * 3) + "\n</think>\nThe answer is ten."
-SMALL_FLAGS = ["--q-block", "8", "--k-block", "4", "--top-k", "2", "--sink", "4", "--window", "8"]
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model().save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,9 @@ from stream_widgets.config import StreamConfig
 from stream_widgets.corpus import CorpusRun, analyse_corpus, corpus_report, load_corpus_heads, run_corpus
 from stream_widgets.traces import Trace
 from tests.corpus_example import TAGS, records, text
-from tests.tiny_models import tiny_model, tiny_tokenizer
+from tests.tiny_models import SMALL_FLAGS
 
 CONFIG = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
-SMALL_FLAGS = ["--q-block", "8", "--k-block", "4", "--top-k", "2", "--sink", "4", "--window", "8"]
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model().save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

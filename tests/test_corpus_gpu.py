@@ -9,7 +9,6 @@ import torch
 
 from stream_widgets.config import StreamConfig
 from tests.corpus_example import records, text
-from tests.tiny_models import tiny_model, tiny_tokenizer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -17,14 +16,6 @@ pytestmark = [
 ]
 
 CONFIG = StreamConfig(q_block=8, k_block=4, top_k=2, sink=4, window=8)
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model().save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 def _replay(masks):

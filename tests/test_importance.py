@@ -29,7 +29,7 @@ from stream_widgets.sampling import (
 )
 from stream_widgets.similarity import JaccardSimilarity
 from stream_widgets.tokens import tokenize
-from tests.tiny_models import TEXT, tiny_model, tiny_tokenizer
+from tests.tiny_models import TEXT, save_tiny_model, tiny_model, tiny_tokenizer
 
 PROMPT = "Question: what is five times two? " + TEXT
 
@@ -348,10 +348,8 @@ def test_resampling_rejects_bad_arguments(tiny):
 # ---------------------------------------------------------------- the command
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-qwen")
-    tiny_model("qwen2").save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    """A tiny Qwen2 (this module's models) saved as a folder, for the command."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen"), "qwen2")
 
 
 def test_the_importance_command_writes_every_sentence(tiny_folder, tmp_path, capsys):

@@ -50,3 +50,14 @@ def tiny_model(kind: str = "llama", vocab: int = 300, max_positions: int = 512):
             layer.self_attn.q_proj.weight.mul_(8.0)
             layer.self_attn.k_proj.weight.mul_(8.0)
     return model.eval()
+
+
+SMALL_FLAGS = ["--q-block", "8", "--k-block", "4", "--top-k", "2", "--sink", "4", "--window", "8"]
+"""CLI config flags of a small `StreamConfig` for the tiny models' short texts."""
+
+
+def save_tiny_model(path, kind: str = "llama"):
+    """A tiny random model of `kind` and the tiny tokenizer saved in `path`, as `load_model` reads a folder."""
+    tiny_model(kind).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
