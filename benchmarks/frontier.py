@@ -39,6 +39,8 @@ SWEEP = {
     "k_block 8, top_k 64": {"k_block": 8, "top_k": 64},
     "k_block 4, top_k 128": {"k_block": 4, "top_k": 128},
     "bound rule": {"score_rule": "bound"},
+    "wide start, search_width 128": {"search_width": 128, "wide_rounds": 0},
+    "wide start, search_width 256": {"search_width": 256, "wide_rounds": 0},
 }
 
 
@@ -142,6 +144,7 @@ def main() -> None:
         configs = {name: StreamConfig(**SWEEP[name]) for name in args.configs}
         per_layer = {name: [] for name in configs}
         sparsity = {name: [] for name in configs}
+        estimator_seconds = dict.fromkeys(configs, 0.0)
         started = time.perf_counter()
         for q, k, scale in layers:
             # the true masses depend on the block sizes only: one exact pass per (q_block, k_block)
@@ -151,7 +154,11 @@ def main() -> None:
                 for name, config in configs.items():
                     if (config.q_block, config.k_block) != shape:
                         continue
+                    began = time.perf_counter()
                     mask = estimate_mask(q, k, config)
+                    if q.is_cuda:
+                        torch.cuda.synchronize()
+                    estimator_seconds[name] += time.perf_counter() - began
                     stream = kept_mass(masses, mask.kv_indices[0], mask.valid()[0])
                     per_layer[name].append(
                         {"stream": stream / total, "oracle": oracle_kept_mass(masses, t, config) / total}
@@ -168,6 +175,7 @@ def main() -> None:
                 "stream_mass": sum(x["stream"] for x in layer_rows) / len(layer_rows),
                 "oracle_mass": sum(x["oracle"] for x in layer_rows) / len(layer_rows),
                 "per_layer": layer_rows,
+                "estimator_seconds": estimator_seconds[name],
                 "seconds_all_configs": seconds,
                 "capture_seconds": capture_s,
             }
@@ -180,12 +188,13 @@ def main() -> None:
             )
         del layers
     print(
-        "\n| T | config | sparsity | oracle mass | Stream mass | gap (points) |\n|---:|---|---:|---:|---:|---:|"
+        "\n| T | config | sparsity | oracle mass | Stream mass | gap (points) | estimator s (all layers) |"
+        "\n|---:|---|---:|---:|---:|---:|---:|"
     )
     for r in results:
         print(
             f"| {r['tokens']} | {r['config']} | {r['sparsity']:.1%} | {r['oracle_mass']:.3f} | "
-            f"{r['stream_mass']:.3f} | {r['gap_points']:.1f} |"
+            f"{r['stream_mass']:.3f} | {r['gap_points']:.1f} | {r['estimator_seconds']:.2f} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     document = {

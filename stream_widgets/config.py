@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["MAX_BLOCK", "MAX_TOKENS", "MAX_TOP_K", "ScoreRule", "StreamConfig"]
+__all__ = ["MAX_BLOCK", "MAX_TOKENS", "MAX_TOP_K", "MAX_WIDE_ROUNDS", "ScoreRule", "StreamConfig"]
 
 ScoreRule = Literal["representative", "bound"]
 _SCORE_RULES = ("representative", "bound")
@@ -27,6 +27,8 @@ MAX_TOP_K = 65_536
 """Largest `top_k` / `search_width` (key blocks): 2^16, every key block of a 1M-token text at
 ``k_block=16``. The mask's width and the estimator's work buffers grow with these, so the bound keeps
 a typo from asking for terabytes."""
+MAX_WIDE_ROUNDS = 64
+"""Largest `wide_rounds`: more rounds than any search has (a 1M-token text needs about 12)."""
 MAX_TOKENS = 16_777_216
 """Largest `sink` / `window` (tokens): 2^24, beyond any model's context."""
 
@@ -57,6 +59,12 @@ class StreamConfig:
             `top_k` (the paper's search). A wider search scores 2 x search_width halves per round and keeps the
             `top_k` best single blocks only in its last round: it finds more of the exact top-k (the
             oracle's) blocks at a cost linear in the width. Default None.
+        wide_rounds: With a `search_width`: how many rounds keep `search_width` ranges before the search
+            narrows to `top_k` (0 to `MAX_WIDE_ROUNDS`), or None for every round. ``0`` is a *wide
+            start*: the candidates are cut into `search_width` shorter ranges, the first round scores
+            their ``2 x search_width`` halves and keeps `top_k`, and the rest runs as the paper's search,
+            so it costs about one round more than the paper's search instead of a factor of the width.
+            Default None.
     """
 
     q_block: int = 64
@@ -66,6 +74,7 @@ class StreamConfig:
     window: int = 64
     score_rule: ScoreRule = "representative"
     search_width: int | None = None
+    wide_rounds: int | None = None
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -93,6 +102,15 @@ class StreamConfig:
                 f"StreamConfig.search_width must be None or an int in [top_k ({self.top_k}), {MAX_TOP_K:,}], "
                 f"got {self.search_width!r:.40}"
             )
+        if self.wide_rounds is not None and (
+            isinstance(self.wide_rounds, bool)
+            or not isinstance(self.wide_rounds, int)
+            or not 0 <= self.wide_rounds <= MAX_WIDE_ROUNDS
+        ):
+            raise ValueError(
+                f"StreamConfig.wide_rounds must be None or an int in [0, {MAX_WIDE_ROUNDS}], "
+                f"got {self.wide_rounds!r:.40}"
+            )
         if self.score_rule not in _SCORE_RULES:
             raise ValueError(
                 f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r:.40}"
@@ -119,8 +137,13 @@ class StreamConfig:
         return self.sink_blocks + self.max_window_blocks + self.top_k
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict."""
-        return asdict(self)
+        """The config as a JSON-ready dict. `wide_rounds` (added later) appears only when set, so a
+        config without it keeps the dict it always had: saved traces and corpus content hashes stay as
+        they were."""
+        data = asdict(self)
+        if data["wide_rounds"] is None:
+            del data["wide_rounds"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamConfig:

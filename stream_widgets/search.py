@@ -9,8 +9,9 @@ For every block row (batch, query head, query block):
 
 1. `layout` says where its sinks, its candidate key blocks and its local window lie.
 2. `search` cuts the candidates into `config.width` contiguous near-equal ranges and, round after
-   round (`num_rounds`), splits every range in two, scores each half and keeps the best ones, until
-   every range is one block; the last round keeps `top_k`.
+   round (`num_rounds`), splits every range in two, scores each half and keeps the best ones (`width`
+   of them, or `top_k` after `config.wide_rounds` rounds), until every range is one block; the last
+   round keeps `top_k`.
 3. `assemble` adds the sinks and the local window, sorts and counts; `to_mask` shapes the rows into a
    `StreamMask`.
 
@@ -128,7 +129,8 @@ def search(
         scores = score_halves(lo2, hi2, round_index == rounds - 1)
         scores = scores.masked_fill(hi2 <= lo2, float("-inf"))
         # A stable sort breaks ties by position, so the result is deterministic on every backend.
-        kept = config.top_k if round_index == rounds - 1 else width
+        narrow = config.wide_rounds is not None and round_index >= config.wide_rounds
+        kept = config.top_k if round_index == rounds - 1 or narrow else width
         keep = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :kept]
         lo, hi = lo2.gather(1, keep), hi2.gather(1, keep)
     if lo.shape[1] > config.top_k:  # a wide search that needed no round: at most top_k candidates

@@ -35,6 +35,18 @@ def test_search_width_must_be_at_least_top_k(width):
     assert StreamConfig(top_k=4).width == 4 and StreamConfig(top_k=4, search_width=12).width == 12
 
 
+@pytest.mark.parametrize("rounds", [-1, 65, 1.0, True, "0"])
+def test_wide_rounds_must_be_a_round_count(rounds):
+    with pytest.raises(ValueError, match="wide_rounds"):
+        StreamConfig(search_width=64, wide_rounds=rounds)
+
+
+def test_wide_rounds_is_in_the_dict_only_when_set():
+    assert "wide_rounds" not in StreamConfig().to_dict()  # saved traces and corpus hashes unchanged
+    config = StreamConfig(search_width=64, wide_rounds=0)
+    assert config.to_dict()["wide_rounds"] == 0 and StreamConfig.from_dict(config.to_dict()) == config
+
+
 def test_bad_score_rule():
     with pytest.raises(ValueError, match="score_rule"):
         StreamConfig(score_rule="centre")

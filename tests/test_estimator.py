@@ -77,6 +77,7 @@ configs = st.builds(
     window=st.integers(0, 80),
     score_rule=st.sampled_from(["representative", "bound"]),
     search_width=st.one_of(st.none(), st.integers(8, 24)),
+    wide_rounds=st.one_of(st.none(), st.integers(0, 3)),
 )
 
 
@@ -120,6 +121,35 @@ def test_a_search_as_wide_as_the_candidates_is_exact(shape, config):
     q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
     wide = StreamConfig(**{**config.to_dict(), "search_width": max(config.top_k, -(-t // config.k_block))})
     assert estimate_mask(q, k, wide).equal(oracle_mask(q, k, wide))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, config=configs)
+def test_wide_rounds_between_the_paper_search_and_the_full_width_one(shape, config):
+    """No narrowing before the last round is the full-width search; a width of top_k is the paper's."""
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    wide = StreamConfig(**{**config.to_dict(), "search_width": config.top_k + 8, "wide_rounds": None})
+    late = StreamConfig(**{**wide.to_dict(), "wide_rounds": 64})  # more rounds than any search here
+    assert estimate_mask(q, k, late).equal(estimate_mask(q, k, wide))
+    paper = StreamConfig(**{**config.to_dict(), "search_width": None, "wide_rounds": None})
+    narrow = StreamConfig(**{**paper.to_dict(), "search_width": config.top_k, "wide_rounds": 0})
+    assert estimate_mask(q, k, narrow).equal(estimate_mask(q, k, paper))
+
+
+def test_a_wide_start_finds_more_of_the_oracle_at_about_the_paper_search_cost():
+    q, k = _planted(t=2048, seed=3)
+    q = q + torch.randn(q.shape, generator=torch.Generator().manual_seed(4))
+    base = StreamConfig(q_block=32, k_block=16, top_k=4, sink=0, window=32)
+    exact = oracle_mask(q, k, base).to_block_dense()
+    start = StreamConfig(**{**base.to_dict(), "search_width": 16, "wide_rounds": 0})
+    recall = [
+        ((estimate_mask(q, k, c).to_block_dense() & exact).sum() / exact.sum()).item() for c in (base, start)
+    ]
+    assert recall[1] > recall[0]
+    # halves scored: the paper's search 2 x top_k per round; the wide start 2 x width once, then 2 x top_k
+    rounds = [search.num_rounds(2048, c) for c in (base, start)]
+    assert 2 * 16 + 2 * 4 * (rounds[1] - 1) <= 2 * 4 * (rounds[0] + 2)
 
 
 def test_a_wider_search_finds_more_of_the_oracle():

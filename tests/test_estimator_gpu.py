@@ -21,6 +21,7 @@ CASES = [
     (1, 3, 3, 2049, 80, StreamConfig(q_block=48, k_block=12, top_k=6, sink=0, window=20)),
     (1, 8, 1, 700, 32, StreamConfig(q_block=16, k_block=4, top_k=5, sink=4, window=8)),
     (1, 2, 1, 300, 64, StreamConfig(top_k=32)),
+    (1, 4, 2, 4099, 64, StreamConfig(top_k=8, search_width=32, wide_rounds=0)),  # a wide start
 ]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 

@@ -117,6 +117,13 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "(default: top_k, the paper's search)",
     )
     parser.add_argument(
+        "--wide-rounds",
+        type=int,
+        default=None,
+        help="StreamConfig.wide_rounds: with --search-width, the rounds that keep that many ranges before "
+        "the search narrows to top_k; 0 = a wide start (default: every round)",
+    )
+    parser.add_argument(
         "--score-rule",
         choices=("representative", "bound"),
         default=_DEFAULTS.score_rule,
@@ -127,5 +134,5 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def stream_config(args) -> StreamConfig:
-    knobs = ("q_block", "k_block", "top_k", "sink", "window", "search_width", "score_rule")
+    knobs = ("q_block", "k_block", "top_k", "sink", "window", "search_width", "wide_rounds", "score_rule")
     return StreamConfig(**{k: getattr(args, k) for k in knobs})
