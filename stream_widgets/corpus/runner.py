@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import queue
 import sys
@@ -211,20 +210,10 @@ class CorpusRun:
         return cls(out, settings, entries)
 
     def save(self) -> Path:
-        from stream_widgets.storage import write_file
+        from stream_widgets.storage import json_safe, write_file
 
-        text = json.dumps(_json_safe(self.to_dict()), indent=1, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(json_safe(self.to_dict()), indent=1, ensure_ascii=False, allow_nan=False)
         return write_file(self.out / MANIFEST, text + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ----------------------------------------------------------------- settings
