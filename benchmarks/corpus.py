@@ -22,6 +22,7 @@ Prints a table and writes JSON (default ``benchmarks/results/corpus_<cpu|gpu>.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -105,6 +106,9 @@ def shipped_comparison(heads) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model for load_model (default: the embedded SmolLM2)")
+    parser.add_argument(
+        "--model-id", default=None, help="record this model id (for a GGUF file or folder of a known model)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda (every visible GPU) or cuda:N")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per GPU)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -150,6 +154,8 @@ def main() -> None:
         html = None
     analysis_seconds = time.perf_counter() - started
     heads = load_corpus_heads(out)
+    if args.model_id:  # the traces name the file or folder they were read with
+        heads = dataclasses.replace(heads, model_id=args.model_id)
     done = run.done
     tokens = sum(e.tokens for e in done)
     trace_seconds = sum(e.seconds for e in done)
@@ -157,7 +163,7 @@ def main() -> None:
     result = {
         "machine": machine(args.device),
         "load_average": load.summary(),
-        "model_id": run.settings["model"],
+        "model_id": heads.model_id,
         "device": args.device,
         "devices": workers,
         "workers": args.workers or len(workers),

@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument(
         "--model", default=None, help="packaged model name or model path (default: the embedded SmolLM2)"
     )
+    parser.add_argument(
+        "--model-id", default=None, help="record this model id (for a GGUF file or folder of a known model)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
     args = parser.parse_args()
@@ -48,6 +51,8 @@ def main() -> None:
         machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     config = StreamConfig(search_width=args.search_width)
     model, tokenizer = load_model(args.model)
+    if args.model_id:
+        model.config._name_or_path = args.model_id
     model = model.to(args.device)
     started = time.perf_counter()
 
