@@ -4,8 +4,10 @@ Modules, one idea each:
 
 - `inputs`: what to trace (a folder of texts, a JSONL file with optional labels, the bundled traces),
   checked, with safe file names (`read_inputs`, `CorpusInput`, `InputLabels`);
-- `runner`: tracing every input once into ``DIR/traces/``, resumable, one worker per GPU, with
-  ``DIR/corpus.json`` (`run_corpus`, `CorpusRun`);
+- `manifest`: the corpus folder on disk: ``DIR/corpus.json``, its entries and the content hash that
+  decides a re-trace (`CorpusRun`, `TraceEntry`, `content_hash`);
+- `runner`: tracing every input once into ``DIR/traces/``, resumable, one worker per GPU, writing
+  ``DIR/corpus.json`` (`run_corpus`);
 - `heads`: corpus receiver heads from the saved traces, without the model: per-head kurtosis pooled over
   the traces with its split-half reliability, saved beside the corpus and read back (`load_corpus_heads`);
 - `trace_anchors`: the anchors of every trace over those heads, its tags and label columns, and the
@@ -33,8 +35,8 @@ _LAZY = {
     "CorpusInput": "stream_widgets.corpus.inputs",
     "InputLabels": "stream_widgets.corpus.inputs",
     "read_inputs": "stream_widgets.corpus.inputs",
-    "CorpusRun": "stream_widgets.corpus.runner",
-    "TraceEntry": "stream_widgets.corpus.runner",
+    "CorpusRun": "stream_widgets.corpus.manifest",
+    "TraceEntry": "stream_widgets.corpus.manifest",
     "run_corpus": "stream_widgets.corpus.runner",
     "CorpusAnalysis": "stream_widgets.corpus.report_data",
     "analyse_corpus": "stream_widgets.corpus.analysis",

@@ -37,8 +37,8 @@ import sys
 from pathlib import Path
 
 from stream_widgets.corpus.heads import HEADS_DIR, load_corpus_heads, pool_heads, save_heads
+from stream_widgets.corpus.manifest import CorpusRun
 from stream_widgets.corpus.report_data import CorpusAnalysis, csv_files
-from stream_widgets.corpus.runner import CorpusRun
 from stream_widgets.corpus.trace_anchors import (
     POSITION_BINS,
     TraceAnalysis,

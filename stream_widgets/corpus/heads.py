@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream_widgets.corpus.runner import CorpusRun, TraceEntry
+from stream_widgets.corpus.manifest import CorpusRun, TraceEntry
 
 if TYPE_CHECKING:
     from stream_widgets.receivers import CorpusHeads

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream_widgets.corpus.runner import CorpusRun, TraceEntry
+from stream_widgets.corpus.manifest import CorpusRun, TraceEntry
 
 __all__ = [
     "POSITION_BINS",
