@@ -28,20 +28,9 @@ import time
 from pathlib import Path
 
 import torch
+from stream_configs import SWEEP, named  # benchmarks/stream_configs.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SWEEP = {
-    "default (k16, top32)": {},
-    "top_k 8": {"top_k": 8},
-    "top_k 64": {"top_k": 64},
-    "search_width 4 x top_k": {"search_width": 128},
-    "top_k 64, search_width 256": {"top_k": 64, "search_width": 256},
-    "k_block 8, top_k 64": {"k_block": 8, "top_k": 64},
-    "k_block 4, top_k 128": {"k_block": 4, "top_k": 128},
-    "bound rule": {"score_rule": "bound"},
-    "wide start, search_width 128": {"search_width": 128, "wide_rounds": 0},
-    "wide start, search_width 256": {"search_width": 256, "wide_rounds": 0},
-}
 
 
 def capture(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -113,7 +102,7 @@ def oracle_kept_mass(masses: torch.Tensor, t: int, config) -> float:
 
 
 def main() -> None:
-    from stream_widgets import StreamConfig, estimate_mask
+    from stream_widgets import estimate_mask
     from stream_widgets.models import load_model, model_id
     from stream_widgets.tokens import tokenize
 
@@ -126,9 +115,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "frontier.json")
     args = parser.parse_args()
-    unknown = sorted(set(args.configs) - set(SWEEP))
-    if unknown:
-        raise SystemExit(f"unknown configs {unknown}; choose from {list(SWEEP)}")
+    for name in args.configs:
+        named(name)  # exits naming the choices for an unknown name
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     model = model.to(args.device)
@@ -141,7 +129,7 @@ def main() -> None:
         started = time.perf_counter()
         layers = capture(model, ids)
         capture_s = time.perf_counter() - started
-        configs = {name: StreamConfig(**SWEEP[name]) for name in args.configs}
+        configs = {name: named(name) for name in args.configs}
         per_layer = {name: [] for name in configs}
         sparsity = {name: [] for name in configs}
         estimator_seconds = dict.fromkeys(configs, 0.0)

@@ -1,7 +1,7 @@
 """The Stream estimator on one GPU at 32k ... 1M tokens, against SDPA flash and a block-dense estimator.
 
 One layer of Llama-3-8B-shaped attention (32 query heads, 8 KV heads, head dim 128, bf16, random Q/K),
-default `StreamConfig`. Per T:
+the `--config` settings (default `StreamConfig()`). Per T:
 
 * ``stream``: `estimate_mask` (the CUDA path), median of repeated runs after a warm-up, CUDA events;
   peak extra memory = ``torch.cuda.max_memory_allocated()`` minus what was allocated before the call
@@ -13,10 +13,13 @@ default `StreamConfig`. Per T:
   causal candidates only, then top-k: per head, in chunks of query blocks.
 * ``reference``: the plain-torch reference path on the GPU, at 32k only, for scale.
 * Floors: bytes of Q and K read once over the measured copy bandwidth; the search's block-score
-  arithmetic (rows x rounds x 2 top_k x q_block x k_block x D x 2 FLOP) over the measured bf16 matmul
+  arithmetic (rows x halves scored x q_block x k_block x D x 2 FLOP; `search_cost.halves`) over the measured bf16 matmul
   rate. Both ceilings are measured in the same run.
 
-Usage: ``python benchmarks/gpu.py [--out DIR] [--max-t 1048576]``; prints a table, writes ``gpu.json``.
+* ``compare``: `--compare NAME ...` times other configs on the same inputs in the same run.
+
+Usage: ``python benchmarks/gpu.py [--out DIR] [--max-t 1048576] [--config NAME] [--compare NAME ...]``;
+prints a table, writes ``gpu.json`` (``--name``).
 ``--table-from results/gpu.json`` prints the table (with the derived columns) of a saved run.
 """
 
@@ -31,6 +34,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from search_cost import halves  # benchmarks/search_cost.py
+from stream_configs import SWEEP, add_config_argument, named  # benchmarks/stream_configs.py
 
 from stream_widgets import StreamConfig, estimate_mask, search
 from stream_widgets.estimator import estimate_mask_reference
@@ -121,8 +126,7 @@ def sdpa_time(q, k, heads_timed: int, repeats: int) -> tuple[float, int]:
     return seconds * h / heads_timed, peak
 
 
-def run(lengths: list[int]) -> dict:
-    config = StreamConfig()
+def run(lengths: list[int], config: StreamConfig, compare: dict[str, StreamConfig]) -> dict:
     props = torch.cuda.get_device_properties(0)
     import triton
 
@@ -141,6 +145,7 @@ def run(lengths: list[int]) -> dict:
             "batch": 1,
         },
         "config": config.to_dict(),
+        "compare": {name: other.to_dict() for name, other in compare.items()},
     }
     ceilings = measure_ceilings()
     result["ceilings"] = ceilings
@@ -160,9 +165,18 @@ def run(lengths: list[int]) -> dict:
         row["stream_s"], row["stream_runs_s"] = stream_s, stream_all
         row["stream_peak_extra_bytes"] = _peak_extra(estimate_mask, q, k, config)
 
+        for name, other in compare.items():  # the same inputs, timed in the same run
+            other_s, _ = _time(estimate_mask, q, k, other, repeats=repeats)
+            row.setdefault("compare", {})[name] = {
+                "stream_s": other_s,
+                "vs_config": other_s / stream_s,
+                "peak_extra_bytes": _peak_extra(estimate_mask, q, k, other),
+            }
+
         block_rows = HEADS * -(-t // config.q_block)
         rounds = search.num_rounds(t, config)
-        flops = block_rows * rounds * 2 * config.width * config.q_block * config.k_block * HEAD_DIM * 2
+        row["halves_per_block_row"] = halves(t, config)
+        flops = block_rows * row["halves_per_block_row"] * config.q_block * config.k_block * HEAD_DIM * 2
         qk_bytes = (q.numel() + k.numel()) * q.element_size()
         row["rounds"] = rounds
         row["score_flop"] = flops
@@ -196,14 +210,17 @@ def add_derived(result: dict) -> None:
     """Columns computed from the measured fields: the gather floor and the growth of the stream time.
 
     The gather floor is the search's own memory traffic: every scored branch reads one key block
-    (k_block x D bf16 values) from device memory, rows x rounds x 2 top_k of them, over the measured copy
+    (k_block x D bf16 values) from device memory, rows x halves scored of them, over the measured copy
     bandwidth (no reuse through the L2 cache assumed).
     """
     config, bandwidth = result["config"], result["ceilings"]["copy_bytes_per_s"]
     previous = None
     for row in result["rows"]:
         block_rows = result["shape"]["heads"] * -(-row["T"] // config["q_block"])
-        gathered = block_rows * row["rounds"] * 2 * config["top_k"] * config["k_block"] * HEAD_DIM * 2
+        scored = row.get(
+            "halves_per_block_row", row["rounds"] * 2 * config["top_k"]
+        )  # older runs: paper search
+        gathered = block_rows * scored * config["k_block"] * HEAD_DIM * 2
         row["gathered_key_bytes"] = gathered
         row["floor_gather_s"] = gathered / bandwidth
         if previous is not None:
@@ -225,6 +242,11 @@ def print_table(result: dict) -> None:
             f"{row['block_dense_s'] * 1e3:>9.1f} {row['floor_bytes_s'] * 1e3:>11.2f} "
             f"{row['floor_flop_s'] * 1e3:>13.1f} {row['floor_gather_s'] * 1e3:>15.1f}"
         )
+    for row in result["rows"]:
+        for name, other in row.get("compare", {}).items():
+            print(
+                f"T={row['T']}: {name}: {other['stream_s'] * 1e3:.1f} ms, {other['vs_config']:.2f}x the config's"
+            )
     for row in result["rows"][1:]:
         print(
             f"T={row['T']}: stream time x{row['growth_from_previous']:.2f} from the previous T; "
@@ -238,14 +260,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--max-t", type=int, default=LENGTHS[-1])
     parser.add_argument("--table-from", type=Path, help="print the table of a saved gpu.json; runs nothing")
+    add_config_argument(parser)
+    parser.add_argument(
+        "--compare", nargs="*", default=[], choices=list(SWEEP), help="also time these configs, same inputs"
+    )
+    parser.add_argument("--name", default="gpu.json", help="file name of the results under --out")
     args = parser.parse_args()
     if args.table_from is not None:
         print_table(json.loads(args.table_from.read_text()))
         return
-    result = run([t for t in LENGTHS if t <= args.max_t])
+    compare = {name: named(name) for name in args.compare}
+    result = run([t for t in LENGTHS if t <= args.max_t], named(args.config), compare)
     print_table(result)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "gpu.json"
+    path = args.out / args.name
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 

@@ -7,7 +7,7 @@ tokenizer (its ids are < 49152, inside Qwen2's vocabulary). Per T, after one war
 
 * ``sdpa``: a plain forward of the decoder (``model.get_decoder()``, no LM head, no cache) with
   ``attn_implementation="sdpa"``;
-* ``observe``: `stream_widgets.trace` in ``observe`` mode, default `StreamConfig`, ``sentences=False``
+* ``observe``: `stream_widgets.trace` in ``observe`` mode, the `--config` settings (default `StreamConfig`), ``sentences=False``
   (no sentence sums: the text is many traces glued together; ``--sentences`` turns them on, ``[L, H, S, S]``
   float32 on the host), wall time including tokenisation and the copy of the records to host memory.
 
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+from stream_configs import add_config_argument, named  # benchmarks/stream_configs.py
 
 from stream_widgets import StreamConfig, trace
 from stream_widgets.estimator import estimate_mask
@@ -109,7 +110,7 @@ def sdpa_forward(model, input_ids: torch.Tensor):
         )
 
 
-def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = False) -> dict:
+def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = False, config=None) -> dict:
     text = bundled_text(tokenizer, tokens)
     input_ids = tokenize(tokenizer, text).input_ids.cuda()
     row: dict = {"tokens": int(input_ids.shape[1]), "weights_bytes": torch.cuda.memory_allocated()}
@@ -124,7 +125,9 @@ def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = Fals
 
         def call():
             nonlocal result
-            result = trace(model, tokenizer, text, mode="observe", sentences=sentences, progress=False)
+            result = trace(
+                model, tokenizer, text, config, mode="observe", sentences=sentences, progress=False
+            )
 
         runs.append(_measure(call))
     row["observe_seconds"] = [s for s, _ in runs]
@@ -138,7 +141,7 @@ def run_case(model, tokenizer, tokens: int, repeats: int, sentences: bool = Fals
 
 
 @torch.inference_mode()  # q and k are captured inside the trace's inference mode
-def profile_layer(model, tokenizer, tokens: int, out: Path) -> dict:
+def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
     """Time the pieces of one layer's Stream attention call (layer 0's q/k at `tokens`, random v)."""
     from types import SimpleNamespace
 
@@ -160,12 +163,11 @@ def profile_layer(model, tokenizer, tokens: int, out: Path) -> dict:
 
     text = bundled_text(tokenizer, tokens)
     full, _ = _measure(
-        lambda: trace(model, tokenizer, text, sentences=False, mask_fn=timed_mask, progress=False)
+        lambda: trace(model, tokenizer, text, config, sentences=False, mask_fn=timed_mask, progress=False)
     )
     q, k = captured["q"], captured["k"]
     v = torch.randn_like(k)
     scale = q.shape[-1] ** -0.5
-    config = StreamConfig()
     call = AttentionCall(SimpleNamespace(layer_idx=0, training=False), 0, q, k, v, scale, None)
 
     def attend():
@@ -291,7 +293,9 @@ def main() -> None:
     parser.add_argument(
         "--table-from", type=Path, help="print the table of a saved gpu_trace.json; runs nothing"
     )
+    add_config_argument(parser)
     args = parser.parse_args()
+    config = named(args.config)
     if args.table_from:
         print_table(json.loads(args.table_from.read_text()))
         return
@@ -306,19 +310,17 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, local_files_only=True)
         model = random_qwen2()
         result.update(machine=machine(), model=dict(QWEN2_1_5B, dtype="bfloat16", weights="random"))
-        result.update(
-            config=StreamConfig().to_dict(), sentences=args.sentences, repeats=args.repeats, cases=[]
-        )
+        result.update(config=config.to_dict(), sentences=args.sentences, repeats=args.repeats, cases=[])
         text = bundled_text(tokenizer, WARMUP_TOKENS)
         sdpa_forward(model, tokenize(tokenizer, text).input_ids.cuda())
-        trace(model, tokenizer, text, sentences=False, progress=False)
+        trace(model, tokenizer, text, config, sentences=False, progress=False)
         for tokens in args.tokens:
-            row = run_case(model, tokenizer, tokens, args.repeats, args.sentences)
+            row = run_case(model, tokenizer, tokens, args.repeats, args.sentences, config)
             result["cases"].append(row)
             print(json.dumps(row), flush=True)
             (args.out / "gpu_trace.json").write_text(json.dumps(result, indent=2))
         if args.profile:
-            result["profile"] = profile_layer(model, tokenizer, args.profile, args.out)
+            result["profile"] = profile_layer(model, tokenizer, args.profile, args.out, config)
     (args.out / "gpu_trace.json").write_text(json.dumps(result, indent=2))
     print()
     print_table(result)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
+from stream_configs import add_config_argument, named  # benchmarks/stream_configs.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = (("raw", 1), ("distance", 4), ("depth", 1))
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[16384, 32768])
     parser.add_argument("--chunk-bytes", type=int, default=2**31, help="exact reference work budget")
     parser.add_argument("--out", type=Path, default=RESULTS / "long_anchors.json")
+    add_config_argument(parser)
     args = parser.parse_args()
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     model = model.to(args.device)
@@ -81,7 +83,7 @@ def main() -> None:
     for length in args.lengths:
         text = long_text(tokenizer, length)
         started = time.perf_counter()
-        traced = trace(model, tokenizer, text, progress=False)
+        traced = trace(model, tokenizer, text, config=named(args.config), progress=False)
         stream_s = time.perf_counter() - started
         started = time.perf_counter()
         exact = dense_sentence_attention(model, tokenizer, text, max_chunk_bytes=args.chunk_bytes)
@@ -94,6 +96,7 @@ def main() -> None:
             "retained_mass": float(traced.retained_mass.mean()),
             "stream_seconds": stream_s,
             "exact_seconds": exact_s,
+            "config": named(args.config).to_dict(),
             "settings": {},
         }
         for variant, min_later in SETTINGS:

@@ -14,14 +14,15 @@ Usage: ``python benchmarks/ruler.py [--lengths 1024 2048 4096 8192] [--cases 1] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from stream_configs import add_config_argument, named  # benchmarks/stream_configs.py
 
-from stream_widgets.config import StreamConfig
 from stream_widgets.models import load_model, model_id
 from stream_widgets.ruler import KINDS, format_table, make_cases, run_ruler, score_case, summarize
 
@@ -44,13 +45,17 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
+    add_config_argument(parser)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
     if args.device == "cuda":
         machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    config = StreamConfig(search_width=args.search_width)
-    model, tokenizer = load_model(args.model)
+    config = named(args.config)
+    if args.search_width is not None:
+        config = dataclasses.replace(config, search_width=args.search_width)
+    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     if args.model_id:
         model.config._name_or_path = args.model_id
     model = model.to(args.device)
@@ -80,6 +85,7 @@ def main() -> None:
             json.dumps(
                 {
                     "machine": machine,
+                    "dtype": args.dtype,
                     "model": model_id(model),
                     "config": config.to_dict(),
                     "cases_per_cell": args.cases,

@@ -47,7 +47,7 @@ def dense_attention(
     v: torch.Tensor,
     scale: float,
     *,
-    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    max_chunk_bytes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal softmax attention and its log-sum-exp, as the model's own SDPA computes it.
 
@@ -56,13 +56,15 @@ def dense_attention(
         k: ``[B, Hkv, T, D]`` keys (H a multiple of Hkv).
         v: ``[B, Hkv, T, D]`` values.
         scale: Logit scale (usually D ** -0.5).
-        max_chunk_bytes: Work budget of the chunked fallback.
+        max_chunk_bytes: Work budget of the chunked fallback; None for `DEFAULT_CHUNK_BYTES` on the CPU,
+            `CUDA_CHUNK_BYTES` on CUDA.
 
     Returns:
         ``(out [B, H, T, D], lse [B, H, T] float32)``, lse = log sum_{j <= i} exp(scale q_i.k_j).
 
-    Uses the flash kernel (CPU, or CUDA for fp16/bf16), which returns the log-sum-exp with the output;
-    other cases fall back to query chunks of O(chunk x T) memory.
+    Uses a fused kernel that returns the log-sum-exp with the output: flash on the CPU and for CUDA
+    fp16/bf16, memory-efficient attention for CUDA fp32. Other cases (or a CUDA kernel that refuses the
+    shape) fall back to query chunks of O(chunk x T) memory.
     """
     heads = q.shape[1]
     k_rep, v_rep = repeat_kv(k, heads), repeat_kv(v, heads)
@@ -76,6 +78,16 @@ def dense_attention(
             q, k_rep, v_rep, 0.0, True, False, scale=scale
         )
         return result[0], result[1].float()
+    if q.device.type == "cuda" and q.dtype == torch.float32:
+        try:
+            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                q, k_rep, v_rep, None, True, 0.0, True, scale=scale
+            )[:2]
+            return out, lse[..., : q.shape[2]].float()  # the kernel pads lse's T axis to its block size
+        except RuntimeError:  # a head size or layout the kernel does not take: the chunked path
+            pass
+    if max_chunk_bytes is None:
+        max_chunk_bytes = CUDA_CHUNK_BYTES if q.is_cuda else DEFAULT_CHUNK_BYTES
     return _chunked_attention(q, k_rep, v_rep, scale, max_chunk_bytes)
 
 

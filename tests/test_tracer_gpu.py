@@ -53,3 +53,20 @@ def test_bf16_cuda_observe_normalises_with_the_flash_lse():
     pruned = trace(model, tokenizer, text, SMALL)
     assert pruned.seq_len > 500 and pruned.sparsity().mean() > 0.5
     assert (pruned.retained_mass > 0).all() and (pruned.retained_mass <= 1.0 + 2e-3).all()
+
+
+@pytest.mark.parametrize("t", [45, 300])  # lse of the fp32 kernel is padded past T: both sides of a pad
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dense_attention_on_cuda_matches_the_chunked_reference(t, dtype):
+    from stream_widgets.sparse_attention import _chunked_attention, dense_attention
+
+    g = torch.Generator().manual_seed(t)
+    q, k, v = (torch.randn(1, h, t, 64, generator=g).to(dtype).float() for h in (6, 2, 2))  # exact in dtype
+    out, lse = dense_attention(q.cuda().to(dtype), k.cuda().to(dtype), v.cuda().to(dtype), 0.125)
+    ref_out, ref_lse = _chunked_attention(
+        q, k.repeat_interleave(3, 1), v.repeat_interleave(3, 1), 0.125, 2**20
+    )
+    assert lse.shape == ref_lse.shape and lse.dtype == torch.float32
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(out.float().cpu(), ref_out, atol=tol, rtol=tol)
+    torch.testing.assert_close(lse.cpu(), ref_lse, atol=tol, rtol=tol)
