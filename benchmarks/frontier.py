@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[4096])
     parser.add_argument("--configs", nargs="+", default=list(SWEEP), help="names from the sweep")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-id", default=None, help="record this model id (for a GGUF file or folder)")
     parser.add_argument("--out", type=Path, default=RESULTS / "frontier.json")
     args = parser.parse_args()
     for name in args.configs:
@@ -120,6 +121,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     model = model.to(args.device)
+    if args.model_id:
+        model.config._name_or_path = args.model_id
     from long_anchors import long_text  # benchmarks/long_anchors.py: the same long text
 
     results = []
