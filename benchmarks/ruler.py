@@ -19,6 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from stream_configs import add_config_argument, named  # benchmarks/stream_configs.py
@@ -27,6 +28,30 @@ from stream_widgets.models import load_model, model_id
 from stream_widgets.ruler import KINDS, format_table, make_cases, run_ruler, score_case, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def print_saved(path: Path) -> None:
+    """The summary table of a saved run (its config and machine first), from its per-case records."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    results = [
+        SimpleNamespace(
+            case=SimpleNamespace(**{k: c["case"][k] for k in ("length", "kind")}),
+            **{
+                k: c[k]
+                for k in (
+                    "dense_correct",
+                    "sparse_correct",
+                    "agree",
+                    "sparsity",
+                    "needle_mass_kept",
+                    "seconds",
+                )
+            },
+        )
+        for c in data["cases"]
+    ]
+    print(f"\n{path.name}: {data['machine']}, {data.get('dtype', 'float32')}, config {data['config']}")
+    print(format_table(summarize(results)))
 
 
 def main() -> None:
@@ -46,8 +71,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
     add_config_argument(parser)
+    parser.add_argument(
+        "--table-from", nargs="+", type=Path, help="print the tables of saved runs; runs nothing"
+    )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args()
+    if args.table_from:
+        for path in args.table_from:
+            print_saved(path)
+        return
     torch.set_num_threads(args.threads)
     machine = f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}"
     if args.device == "cuda":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -243,7 +244,8 @@ def run_ruler(
 
 
 def summarize(results: list[RulerResult]) -> list[dict]:
-    """One row per (length, kind): cases, dense and sparse accuracy, agreement, sparsity, needle mass kept.
+    """One row per (length, kind): cases, dense and sparse accuracy, agreement, sparsity, needle mass kept
+    (mean and median over the cases).
 
     Length is the requested length bucket (the largest power of two >= the case length, for grouping).
     """
@@ -264,6 +266,7 @@ def summarize(results: list[RulerResult]) -> list[dict]:
                 "agreement": sum(r.agree for r in rs) / n,
                 "sparsity": sum(r.sparsity for r in rs) / n,
                 "needle_mass_kept": sum(r.needle_mass_kept for r in rs) / n,
+                "needle_mass_kept_median": statistics.median(r.needle_mass_kept for r in rs),
                 "seconds": sum(r.seconds for r in rs),
             }
         )
@@ -273,13 +276,15 @@ def summarize(results: list[RulerResult]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """The rows of `summarize` as a Markdown table."""
     lines = [
-        "| length | kind | cases | dense acc | sparse acc | agreement | sparsity | needle mass kept | s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| length | kind | cases | dense acc | sparse acc | agreement | sparsity | needle mass kept "
+        "| median kept | s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['length']} | {r['kind']} | {r['cases']} | {r['dense_accuracy']:.2f} | {r['sparse_accuracy']:.2f} "
-            f"| {r['agreement']:.2f} | {r['sparsity']:.1%} | {r['needle_mass_kept']:.3f} | {r['seconds']:.0f} |"
+            f"| {r['agreement']:.2f} | {r['sparsity']:.1%} | {r['needle_mass_kept']:.3f} "
+            f"| {r['needle_mass_kept_median']:.3f} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
