@@ -4,7 +4,7 @@ import pytest
 
 from stream_widgets.ruler.cases import make_cases
 from stream_widgets.ruler.routes import Route
-from stream_widgets.ruler.scoring import is_correct, run_ruler, score_case, summarize
+from stream_widgets.ruler.scoring import format_table, is_correct, run_ruler, score_case, summarize
 from tests.ruler.captures import SMALL
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
@@ -50,6 +50,11 @@ def test_run_ruler_reports_each_result_as_it_is_scored(tok):
     assert [r.case.depth for r in results[:2]] == pytest.approx([0.1, 0.9])
     rows = summarize(results)
     assert [(row["kind"], row["cases"]) for row in rows] == [("single", 2), ("multikey", 2)]
+    for row, pair in zip(rows, (results[:2], results[2:]), strict=True):  # two cases: median = mean
+        kept = [r.needle_mass_kept for r in pair]
+        assert row["needle_mass_kept_median"] == pytest.approx(sum(kept) / 2)
+        assert row["needle_mass_kept"] == pytest.approx(sum(kept) / 2)
+    assert "| median kept |" in format_table(rows).splitlines()[0]
 
 
 @pytest.mark.slow
