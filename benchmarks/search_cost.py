@@ -17,13 +17,8 @@ from stream_widgets import StreamConfig, search
 
 
 def halves(tokens: int, config: StreamConfig) -> int:
-    """Halves scored per query block of the last (widest) row by `search.search` under `config`: twice
-    the ranges entering each round (`width` at first, `top_k` once `wide_rounds` rounds have passed)."""
-    total = 0
-    for index in range(search.num_rounds(tokens, config)):
-        wide = index == 0 or config.wide_rounds is None or index - 1 < config.wide_rounds
-        total += 2 * (config.width if wide else config.top_k)
-    return total
+    """Halves scored per query block of the last (widest) row by `search.search` under `config`."""
+    return search.halves_scored(tokens, config)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Every case runs in its own subprocess (so peak RSS, from `resource.getrusage`, belongs to that case
 alone) on the default model over a bundled reasoning trace, repeated and cut to the asked length.
 Cases: ``sdpa`` (plain forward, last-position logits), ``observe`` (`stream_widgets.trace`, default
-config, sentence sums on) and ``eager`` (all L x H x T x T weights returned; skipped where the
+config, sentence sums on), ``observe-exhaustive`` (the same with ``StreamConfig(exhaustive=True)``) and
+``eager`` (all L x H x T x T weights returned; skipped where the
 estimate would not fit in this machine's memory). Prints a table, writes benchmarks/results/tracing.json.
 
     .venv/bin/python benchmarks/tracing.py --tokens 4096 8192
@@ -21,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("sdpa", "observe", "eager")
+CASES = ("sdpa", "observe", "observe-exhaustive", "eager")
 
 
 def _text(tokenizer, tokens: int) -> str:
@@ -52,8 +53,11 @@ def run_case(case: str, tokens: int) -> dict:
         model(ids[:, :32], use_cache=False, logits_to_keep=1)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    if case == "observe":
-        result = trace(model, tokenizer, text, progress=False)
+    if case.startswith("observe"):
+        from stream_widgets.config import StreamConfig
+
+        config = StreamConfig(exhaustive=case == "observe-exhaustive")
+        result = trace(model, tokenizer, text, config, progress=False)
         extra = {
             "sparsity": result.sparsity().mean().item(),
             "retained_mass": result.retained_mass.mean().item(),

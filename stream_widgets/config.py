@@ -65,6 +65,12 @@ class StreamConfig:
             their ``2 x search_width`` halves and keeps `top_k`, and the rest runs as the paper's search,
             so it costs about one round more than the paper's search instead of a factor of the width.
             Default None.
+        exhaustive: Where scoring every candidate key block costs no more block products than the
+            search would (short texts: the search scores 2 x width halves per round, a query block has
+            at most T / k_block candidates), score them all with one matrix product per KV head and keep
+            the exact `top_k` by block score (max q.k, as `oracle_mask`) instead of searching. The same
+            mask size, the search's loss gone, for about the search's arithmetic. Longer texts search as
+            before. Default False (always search).
     """
 
     q_block: int = 64
@@ -75,6 +81,7 @@ class StreamConfig:
     score_rule: ScoreRule = "representative"
     search_width: int | None = None
     wide_rounds: int | None = None
+    exhaustive: bool = False
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -111,6 +118,11 @@ class StreamConfig:
                 f"StreamConfig.wide_rounds must be None or an int in [0, {MAX_WIDE_ROUNDS}], "
                 f"got {self.wide_rounds!r:.40}"
             )
+        if not isinstance(self.exhaustive, bool):
+            raise ValueError(
+                f"StreamConfig.exhaustive must be True or False, got {type(self.exhaustive).__name__} "
+                f"{self.exhaustive!r:.40}"
+            )
         if self.score_rule not in _SCORE_RULES:
             raise ValueError(
                 f"StreamConfig.score_rule must be one of {_SCORE_RULES}, got {self.score_rule!r:.40}"
@@ -137,12 +149,14 @@ class StreamConfig:
         return self.sink_blocks + self.max_window_blocks + self.top_k
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict. `wide_rounds` (added later) appears only when set, so a
-        config without it keeps the dict it always had: saved traces and corpus content hashes stay as
-        they were."""
+        """The config as a JSON-ready dict. `wide_rounds` and `exhaustive` (added later) appear only when
+        set, so a config without them keeps the dict it always had: saved traces and corpus content
+        hashes stay as they were."""
         data = asdict(self)
         if data["wide_rounds"] is None:
             del data["wide_rounds"]
+        if not data["exhaustive"]:
+            del data["exhaustive"]
         return data
 
     @classmethod

@@ -34,7 +34,9 @@ __all__ = [
     "Layout",
     "ScoreHalves",
     "assemble",
+    "exhaustive_is_cheaper",
     "fit",
+    "halves_scored",
     "layout",
     "max_candidates",
     "num_rounds",
@@ -95,6 +97,24 @@ def num_rounds(seq_len: int, config: StreamConfig) -> int:
     while config.width << rounds < most:
         rounds += 1
     return max(rounds, 1) if most > config.top_k else rounds
+
+
+def halves_scored(seq_len: int, config: StreamConfig) -> int:
+    """Halves `search` scores for the query block with the most candidates: twice the ranges entering
+    each round (`width` at first, `top_k` once `wide_rounds` rounds have passed). Each costs one
+    q_block x k_block block product under the ``representative`` rule."""
+    total = 0
+    for index in range(num_rounds(seq_len, config)):
+        wide = index == 0 or config.wide_rounds is None or index - 1 < config.wide_rounds
+        total += 2 * (config.width if wide else config.top_k)
+    return total
+
+
+def exhaustive_is_cheaper(seq_len: int, config: StreamConfig) -> bool:
+    """Whether scoring every candidate block costs no more block products than the search: the query
+    blocks' candidates grow from 0 to `max_candidates`, about half of it on average, against
+    `halves_scored` per query block (a bound: rows with fewer candidates search less too)."""
+    return max_candidates(seq_len, config) <= 2 * halves_scored(seq_len, config)
 
 
 def search(

@@ -146,6 +146,15 @@ def test_trace_from_a_file_and_stdin_with_max_tokens(tiny_folder, tmp_path, caps
     assert Trace.load(out).equal(cut)
 
 
+def test_exhaustive_flag_reaches_the_saved_config(tiny_folder, tmp_path):
+    out = tmp_path / "every.safetensors"
+    args = ["--text", LONG_TEXT, "--model", str(tiny_folder), "--out", str(out), "--max-tokens", "60"]
+    assert main(["trace", *args, *SMALL_FLAGS, "--exhaustive"]) == 0
+    assert Trace.load(out).config.exhaustive is True
+    assert main(["trace", *args, *SMALL_FLAGS, "--no-exhaustive"]) == 0
+    assert Trace.load(out).config.exhaustive is False
+
+
 def test_trace_says_when_the_config_prunes_nothing(tiny_folder, tmp_path, capsys):
     out = tmp_path / "all.safetensors"
     assert main(["trace", "--text", TEXT, "--model", str(tiny_folder), "--out", str(out)]) == 0

@@ -41,6 +41,18 @@ def test_wide_rounds_must_be_a_round_count(rounds):
         StreamConfig(search_width=64, wide_rounds=rounds)
 
 
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_exhaustive_must_be_a_bool(value):
+    with pytest.raises(ValueError, match="exhaustive"):
+        StreamConfig(exhaustive=value)
+
+
+def test_exhaustive_is_in_the_dict_only_when_set():
+    assert "exhaustive" not in StreamConfig().to_dict()  # saved traces and corpus hashes unchanged
+    config = StreamConfig(exhaustive=True)
+    assert config.to_dict()["exhaustive"] is True and StreamConfig.from_dict(config.to_dict()) == config
+
+
 def test_wide_rounds_is_in_the_dict_only_when_set():
     assert "wide_rounds" not in StreamConfig().to_dict()  # saved traces and corpus hashes unchanged
     config = StreamConfig(search_width=64, wide_rounds=0)

@@ -78,6 +78,7 @@ configs = st.builds(
     score_rule=st.sampled_from(["representative", "bound"]),
     search_width=st.one_of(st.none(), st.integers(8, 24)),
     wide_rounds=st.one_of(st.none(), st.integers(0, 3)),
+    exhaustive=st.booleans(),
 )
 
 
@@ -135,6 +136,40 @@ def test_wide_rounds_between_the_paper_search_and_the_full_width_one(shape, conf
     paper = StreamConfig(**{**config.to_dict(), "search_width": None, "wide_rounds": None})
     narrow = StreamConfig(**{**paper.to_dict(), "search_width": config.top_k, "wide_rounds": 0})
     assert estimate_mask(q, k, narrow).equal(estimate_mask(q, k, paper))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, config=configs)
+def test_exhaustive_scores_every_block_where_that_is_cheaper_and_searches_elsewhere(shape, config):
+    b, h, t = shape["b"], shape["hkv"] * shape["group"], shape["t"]
+    q, k = _inputs(b, h, shape["hkv"], t, shape["d"], shape["seed"])
+    on = StreamConfig(**{**config.to_dict(), "exhaustive": True})
+    off = StreamConfig(**{**config.to_dict(), "exhaustive": False})
+    fitted = search.fit(on, t)
+    expected = oracle_mask(q, k, on) if search.exhaustive_is_cheaper(t, fitted) else estimate_mask(q, k, off)
+    assert estimate_mask(q, k, on).equal(expected)
+
+
+def test_exhaustive_keeps_the_oracle_where_the_search_misses_and_costs_no_more():
+    q, k = _planted(t=1024, seed=3)
+    q = q + torch.randn(q.shape, generator=torch.Generator().manual_seed(4))
+    base = StreamConfig(q_block=32, k_block=16, top_k=8, sink=0, window=32)
+    exhaustive = StreamConfig(**{**base.to_dict(), "exhaustive": True})
+    assert search.exhaustive_is_cheaper(1024, exhaustive)
+    exact = oracle_mask(q, k, base).to_block_dense()
+    searched = estimate_mask(q, k, base).to_block_dense()
+    assert (searched & exact).sum() < exact.sum()  # the search loses some of the oracle's blocks here
+    assert estimate_mask(q, k, exhaustive).to_block_dense().equal(exact)
+    # block products per query block: at most T / k_block candidates against the search's halves
+    assert search.max_candidates(1024, base) <= 2 * search.halves_scored(1024, base)
+
+
+def test_the_default_sizes_score_every_block_up_to_about_8k_tokens():
+    config = StreamConfig(exhaustive=True)
+    assert search.halves_scored(8192, config) == 4 * 2 * 32  # four rounds of 2 x top_k halves
+    assert search.exhaustive_is_cheaper(8192, config) and not search.exhaustive_is_cheaper(16384, config)
+    wide = StreamConfig(search_width=128, wide_rounds=0)
+    assert search.halves_scored(131072, wide) == 2 * 128 + 5 * 2 * 32  # 1.125x the paper search's 512
 
 
 def test_a_wide_start_finds_more_of_the_oracle_at_about_the_paper_search_cost():
@@ -269,11 +304,21 @@ def test_bad_config_type():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("score_rule", ["representative", "bound"])
-def test_compiles_fullgraph_and_matches_eager(score_rule):
-    q, k = _inputs(1, 4, 2, 300, 16, 5)
+def test_compiles_fullgraph_and_matches_eager(score_rule, monkeypatch):
+    from stream_widgets import estimator
+
     config = StreamConfig(q_block=16, k_block=8, top_k=4, sink=8, window=16, score_rule=score_rule)
     compiled = torch.compile(estimate_mask, fullgraph=True)
+    # small integers: every q.k exact in bf16 too, so the CPU's bf16 rounds cannot round differently
+    generator = torch.Generator().manual_seed(5)
+    q = torch.randint(-2, 3, (1, 4, 300, 16), generator=generator).float()
+    k = torch.randint(-2, 3, (1, 2, 300, 16), generator=generator).float()
     assert compiled(q, k, config).equal(estimate_mask(q, k, config))
+    # Gaussian inputs, fp32 throughout (a CPU without bf16 units): the same mask, bit for bit
+    monkeypatch.setattr(estimator, "_native_bf16", lambda: False)
+    torch._dynamo.reset()
+    q, k = _inputs(1, 4, 2, 300, 16, 5)
+    assert torch.compile(estimate_mask, fullgraph=True)(q, k, config).equal(estimate_mask(q, k, config))
 
 
 @pytest.mark.slow
@@ -317,3 +362,22 @@ def test_top_k_is_fitted_to_the_text_and_bad_values_are_refused():
     for shape in ((0, 2, 16, 8), (1, 2, 16, 0)):
         with pytest.raises(ValueError, match="empty"):
             estimate_mask(torch.zeros(shape), torch.zeros(shape[0], 1, shape[2], shape[3]))
+
+
+def test_the_cpu_fast_path_is_the_reference_up_to_rounding(monkeypatch):
+    from stream_widgets import estimator
+    from stream_widgets.estimator import estimate_mask_reference
+
+    config = StreamConfig(q_block=16, k_block=4, top_k=4, sink=4, window=8)
+    assert search.num_rounds(1500, config) >= 3  # several rounds before the last
+    generator = torch.Generator().manual_seed(5)
+    # small integers: every q.k is exact in bf16 as in fp32, so the rounds agree bit for bit
+    q = torch.randint(-2, 3, (1, 4, 1500, 16), generator=generator).float()
+    k = torch.randint(-2, 3, (1, 2, 1500, 16), generator=generator).float()
+    assert estimate_mask(q, k, config).equal(estimate_mask_reference(q, k, config))
+    q, k = _inputs(1, 4, 2, 1500, 16, seed=6)
+    reference = estimate_mask_reference(q, k, config).to_block_dense()
+    found = estimate_mask(q, k, config).to_block_dense()
+    assert (found & reference).sum() / reference.sum() >= 0.97  # near-ties may flip, little else
+    monkeypatch.setattr(estimator, "_native_bf16", lambda: False)  # a CPU without bf16 units: fp32 only
+    assert estimate_mask(q, k, config).to_block_dense().equal(reference)

@@ -124,6 +124,14 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "the search narrows to top_k; 0 = a wide start (default: every round)",
     )
     parser.add_argument(
+        "--exhaustive",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.exhaustive,
+        help="StreamConfig.exhaustive: on texts short enough that scoring every candidate key block costs "
+        "no more than the search (about 8k tokens at the default sizes), score them all and keep the exact "
+        "top_k (default: always search)",
+    )
+    parser.add_argument(
         "--score-rule",
         choices=("representative", "bound"),
         default=_DEFAULTS.score_rule,
@@ -134,5 +142,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def stream_config(args) -> StreamConfig:
-    knobs = ("q_block", "k_block", "top_k", "sink", "window", "search_width", "wide_rounds", "score_rule")
+    knobs = (
+        "q_block",
+        "k_block",
+        "top_k",
+        "sink",
+        "window",
+        "search_width",
+        "wide_rounds",
+        "exhaustive",
+        "score_rule",
+    )
     return StreamConfig(**{k: getattr(args, k) for k in knobs})
