@@ -31,9 +31,6 @@ import torch
 from stream_configs import SWEEP, named  # benchmarks/stream_configs.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Not a search: `oracle_mask` scores every candidate block with the estimator's own block score (max q.k)
-# and keeps the top_k. What any search with that score could reach; the rest of the gap is the score's.
-EXACT_SCORES = "default, every block scored (no search)"
 
 
 def capture(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -105,7 +102,7 @@ def oracle_kept_mass(masses: torch.Tensor, t: int, config) -> float:
 
 
 def main() -> None:
-    from stream_widgets import StreamConfig, estimate_mask, oracle_mask
+    from stream_widgets import estimate_mask
     from stream_widgets.models import load_model, model_id
     from stream_widgets.tokens import tokenize
 
@@ -114,16 +111,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--tokens", type=int, nargs="+", default=[4096])
-    parser.add_argument(
-        "--configs", nargs="+", default=list(SWEEP), help=f"names from the sweep, or {EXACT_SCORES!r}"
-    )
+    parser.add_argument("--configs", nargs="+", default=list(SWEEP), help="names from the sweep")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-id", default=None, help="record this model id (for a GGUF file or folder)")
     parser.add_argument("--out", type=Path, default=RESULTS / "frontier.json")
     args = parser.parse_args()
     for name in args.configs:
-        if name != EXACT_SCORES:
-            named(name)  # exits naming the choices for an unknown name
+        named(name)  # exits naming the choices for an unknown name
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     model = model.to(args.device)
@@ -138,7 +132,7 @@ def main() -> None:
         started = time.perf_counter()
         layers = capture(model, ids)
         capture_s = time.perf_counter() - started
-        configs = {name: StreamConfig() if name == EXACT_SCORES else named(name) for name in args.configs}
+        configs = {name: named(name) for name in args.configs}
         per_layer = {name: [] for name in configs}
         sparsity = {name: [] for name in configs}
         estimator_seconds = dict.fromkeys(configs, 0.0)
@@ -152,7 +146,7 @@ def main() -> None:
                     if (config.q_block, config.k_block) != shape:
                         continue
                     began = time.perf_counter()
-                    mask = (oracle_mask if name == EXACT_SCORES else estimate_mask)(q, k, config)
+                    mask = estimate_mask(q, k, config)
                     if q.is_cuda:
                         torch.cuda.synchronize()
                     estimator_seconds[name] += time.perf_counter() - began

@@ -19,6 +19,7 @@ SWEEP = {
     "bound rule": {"score_rule": "bound"},
     "wide start, search_width 128": {"search_width": 128, "wide_rounds": 0},
     "wide start, search_width 256": {"search_width": 256, "wide_rounds": 0},
+    "exhaustive where cheaper": {"exhaustive": True},
 }
 
 
