@@ -65,12 +65,12 @@ class StreamConfig:
             their ``2 x search_width`` halves and keeps `top_k`, and the rest runs as the paper's search,
             so it costs about one round more than the paper's search instead of a factor of the width.
             Default None.
-        exhaustive: Where scoring every candidate key block costs no more block products than the
-            search would (short texts: the search scores 2 x width halves per round, a query block has
-            at most T / k_block candidates), score them all with one matrix product per KV head and keep
-            the exact `top_k` by block score (max q.k, as `oracle_mask`) instead of searching. The same
-            mask size, the search's loss gone, for about the search's arithmetic. Longer texts search as
-            before. Default False (always search).
+        exhaustive: Where scoring every candidate key block is no slower than the search (short texts:
+            up to about 6k tokens at the default sizes, `search.exhaustive_is_cheaper`), score them all
+            with one matrix product per KV head and keep the exact `top_k` by block score (max q.k, as
+            `oracle_mask`) instead of searching: the same mask size without the search's loss (SmolLM2
+            at 4k: 0.8 points under the exact-mass oracle instead of 3.7, in 0.76x the estimator's
+            time). Longer texts search as before. Default False (always search).
     """
 
     q_block: int = 64

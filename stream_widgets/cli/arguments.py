@@ -127,8 +127,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "--exhaustive",
         action=argparse.BooleanOptionalAction,
         default=_DEFAULTS.exhaustive,
-        help="StreamConfig.exhaustive: on texts short enough that scoring every candidate key block costs "
-        "no more than the search (about 8k tokens at the default sizes), score them all and keep the exact "
+        help="StreamConfig.exhaustive: on texts short enough that scoring every candidate key block is no "
+        "slower than the search (about 6k tokens at the default sizes), score them all and keep the exact "
         "top_k (default: always search)",
     )
     parser.add_argument(
