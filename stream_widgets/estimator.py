@@ -245,7 +245,13 @@ def estimate_mask(
 _warned_no_triton = False
 
 
-_NATIVE_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+def _cpu_has(feature: str) -> bool:
+    """A CPU feature query of torch's (private: a torch without it answers False, the fp32 path)."""
+    query = getattr(torch.cpu, f"_is_{feature}_supported", None)
+    return bool(query()) if callable(query) else False
+
+
+_NATIVE_BF16 = _cpu_has("avx512_bf16") or _cpu_has("amx_tile")
 
 
 def _native_bf16() -> bool:

@@ -382,3 +382,10 @@ def test_the_cpu_fast_path_is_the_reference_up_to_rounding(monkeypatch):
     assert (found & reference).sum() / reference.sum() >= 0.97  # near-ties may flip, little else
     monkeypatch.setattr(estimator, "_native_bf16", lambda: False)  # a CPU without bf16 units: fp32 only
     assert estimate_mask(q, k, config).to_block_dense().equal(reference)
+
+
+def test_an_unknown_cpu_feature_query_means_the_fp32_path():
+    from stream_widgets import estimator
+
+    assert estimator._cpu_has("no_such_feature") is False
+    assert isinstance(estimator._native_bf16(), bool)
