@@ -13,7 +13,7 @@ the `--config` settings (default `StreamConfig()`). Per T:
   causal candidates only, then top-k: per head, in chunks of query blocks.
 * ``reference``: the plain-torch reference path on the GPU, at 32k only, for scale.
 * Floors: bytes of Q and K read once over the measured copy bandwidth; the search's block-score
-  arithmetic (rows x halves scored x q_block x k_block x D x 2 FLOP; `search_cost.halves`) over the measured bf16 matmul
+  arithmetic (rows x halves scored x q_block x k_block x D x 2 FLOP; `search.halves_scored`) over the measured bf16 matmul
   rate. Both ceilings are measured in the same run.
 
 * ``compare``: `--compare NAME ...` times other configs on the same inputs in the same run.
@@ -34,7 +34,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from search_cost import halves  # benchmarks/search_cost.py
 from stream_configs import SWEEP, add_config_argument, named  # benchmarks/stream_configs.py
 
 from stream_widgets import StreamConfig, estimate_mask, search
@@ -175,7 +174,7 @@ def run(lengths: list[int], config: StreamConfig, compare: dict[str, StreamConfi
 
         block_rows = HEADS * -(-t // config.q_block)
         rounds = search.num_rounds(t, config)
-        row["halves_per_block_row"] = halves(t, config)
+        row["halves_per_block_row"] = search.halves_scored(t, config)
         flops = block_rows * row["halves_per_block_row"] * config.q_block * config.k_block * HEAD_DIM * 2
         qk_bytes = (q.numel() + k.numel()) * q.element_size()
         row["rounds"] = rounds

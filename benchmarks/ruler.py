@@ -14,7 +14,6 @@ Usage: ``python benchmarks/ruler.py [--lengths 1024 2048 4096 8192] [--cases 1] 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import time
@@ -69,7 +68,6 @@ def main() -> None:
         "--model-id", default=None, help="record this model id (for a GGUF file or folder of a known model)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--search-width", type=int, default=None, help="StreamConfig.search_width")
     add_config_argument(parser)
     parser.add_argument(
         "--table-from", nargs="+", type=Path, help="print the tables of saved runs; runs nothing"
@@ -85,8 +83,6 @@ def main() -> None:
     if args.device == "cuda":
         machine = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     config = named(args.config)
-    if args.search_width is not None:
-        config = dataclasses.replace(config, search_width=args.search_width)
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     if args.model_id:
         model.config._name_or_path = args.model_id

@@ -16,11 +16,6 @@ import argparse
 from stream_widgets import StreamConfig, search
 
 
-def halves(tokens: int, config: StreamConfig) -> int:
-    """Halves scored per query block of the last (widest) row by `search.search` under `config`."""
-    return search.halves_scored(tokens, config)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768, 131072, 1048576])
@@ -31,12 +26,12 @@ def main() -> None:
         heads += [f"full width {w}", f"wide start {w}"]
     print("| T | " + " | ".join(heads) + " |\n|---:|" + "---:|" * len(heads))
     for tokens in args.tokens:
-        paper = halves(tokens, StreamConfig())
+        paper = search.halves_scored(tokens, StreamConfig())
         cells = [str(paper)]
         for w in args.widths:
             for rounds in (None, 0):
                 cells.append(
-                    f"{halves(tokens, StreamConfig(search_width=w, wide_rounds=rounds)) / paper:.2f}x"
+                    f"{search.halves_scored(tokens, StreamConfig(search_width=w, wide_rounds=rounds)) / paper:.2f}x"
                 )
         print(f"| {tokens:,} | " + " | ".join(cells) + " |")
 
