@@ -17,6 +17,11 @@ the `--config` settings (default `StreamConfig()`). Per T:
   rate. Both ceilings are measured in the same run.
 
 * ``compare``: `--compare NAME ...` times other configs on the same inputs in the same run.
+* ``--profile T``: instead, one `estimate_mask` call at T under the torch profiler: where its GPU time
+  goes, kernel by kernel (``gpu_profile.json`` and a table ``gpu_profile.txt``).
+* ``--launch-sweep T``: instead, the block-score kernel alone on one search round's worth of rows at T
+  (every block row of the layer, 2 top_k random representative blocks each), under each launch setting
+  (branches per dot x warps x pipeline stages; ``gpu_launch_sweep.json``).
 
 Usage: ``python benchmarks/gpu.py [--out DIR] [--max-t 1048576] [--config NAME] [--compare NAME ...]``;
 prints a table, writes ``gpu.json`` (``--name``).
@@ -254,6 +259,66 @@ def print_table(result: dict) -> None:
         )
 
 
+def profile(tokens: int, config: StreamConfig, out: Path) -> dict:
+    """GPU time of one `estimate_mask` call at `tokens`, per CUDA kernel (torch profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(1, HEADS, tokens, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+    k = torch.randn(1, KV_HEADS, tokens, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+    estimate_mask(q, k, config)
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        estimate_mask(q, k, config)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total = sum(e.self_device_time_total for e in events)
+    kernels = sorted(
+        ({"kernel": e.key[:120], "calls": e.count, "ms": e.self_device_time_total / 1000} for e in events),
+        key=lambda row: -row["ms"],
+    )
+    result = {"tokens": tokens, "config": config.to_dict(), "gpu_ms": total / 1000, "kernels": kernels[:25]}
+    (out / "gpu_profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
+    (out / "gpu_profile.txt").write_text(table)
+    print(f"estimate_mask at T={tokens:,}: {total / 1000:.1f} ms of GPU time")
+    for row in kernels[:15]:
+        print(f"  {row['ms']:8.2f} ms  {row['calls']:5d} calls  {row['kernel']}")
+    return result
+
+
+def launch_sweep(tokens: int, config: StreamConfig, out: Path) -> list[dict]:
+    """The block-score kernel on one round of every block row at `tokens`, per launch setting."""
+    from stream_widgets.kernels.block_score import block_scores
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(1, HEADS, tokens, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+    k = torch.randn(1, KV_HEADS, tokens, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+    rows = HEADS * -(-tokens // config.q_block)
+    num_k = -(-tokens // config.k_block)
+    blocks = torch.randint(0, num_k, (rows, 2 * config.top_k), device="cuda", generator=gen)
+    table = []
+    for branches in (2, 4, 8, 16):
+        for warps in (2, 4, 8):
+            for stages in (1, 2, 3, 4):
+                fn = partial(block_scores, q, k, blocks, 0, config.q_block, config.k_block)
+                settings = dict(branches=branches, num_warps=warps, num_stages=stages)
+                try:
+                    seconds, _ = _time(partial(fn, **settings), repeats=5)
+                except Exception as error:  # a setting the compiler refuses (shared memory, registers)
+                    table.append({**settings, "error": str(error).splitlines()[0][:120]})
+                    continue
+                table.append({**settings, "ms": 1000 * seconds})
+                print(
+                    f"branches {branches:>2} warps {warps} stages {stages}: {1000 * seconds:8.2f} ms",
+                    flush=True,
+                )
+    result = {"tokens": tokens, "rows": rows, "halves": 2 * config.top_k, "settings": table}
+    (out / "gpu_launch_sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -264,7 +329,19 @@ def main() -> None:
         "--compare", nargs="*", default=[], choices=list(SWEEP), help="also time these configs, same inputs"
     )
     parser.add_argument("--name", default="gpu.json", help="file name of the results under --out")
+    parser.add_argument("--profile", type=int, default=0, help="profile one estimate_mask call at this T")
+    parser.add_argument(
+        "--launch-sweep", type=int, default=0, help="time the kernel's launch settings at this T"
+    )
     args = parser.parse_args()
+    if args.launch_sweep:
+        args.out.mkdir(parents=True, exist_ok=True)
+        launch_sweep(args.launch_sweep, named(args.config), args.out)
+        return
+    if args.profile:
+        args.out.mkdir(parents=True, exist_ok=True)
+        profile(args.profile, named(args.config), args.out)
+        return
     if args.table_from is not None:
         print_table(json.loads(args.table_from.read_text()))
         return

@@ -173,19 +173,23 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
     def attend():
         return Recorder(config, "observe", estimate_mask)(call)
 
-    def chunks_only(budget=64 * 2**20):
+    def chunks_only():
         mask = estimate_mask(q, k, config)
-        for chunk in masked_chunks(q, k, mask, scale, max_chunk_bytes=budget):
+        for chunk in masked_chunks(q, k, mask, scale):
             chunk.logits.exp_()
         return mask
+
+    def fused_only():
+        from stream_widgets.kernels.kept_sums import kept_sums
+
+        mask = estimate_mask(q, k, config)
+        return kept_sums(q, k, lse, mask, scale)
 
     def best(fn, n=3):
         fn()
         return min(_measure(fn)[0] for _ in range(n))
 
-    mask = estimate_mask(q, k, config)
-    num_q = mask.num_q_blocks
-    per_row = 4 * q.shape[1] * mask.kv_indices.shape[-1] * mask.k_block * (q.shape[-1] + 4 * mask.q_block)
+    lse = dense_attention(q, k, v, scale)[1]
     pieces = {
         "tokens": int(q.shape[2]),
         "full_trace_seconds_synced_estimator": full,
@@ -193,12 +197,21 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
         "layer_attend_seconds": best(attend),
         "layer_estimate_mask_seconds": best(lambda: estimate_mask(q, k, config)),
         "layer_dense_attention_seconds": best(lambda: dense_attention(q, k, v, scale)),
+        # what a plain SDPA forward's attention runs (transformers passes enable_gqa without a mask)
+        "layer_plain_sdpa_seconds": best(
+            lambda: torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True, scale=scale, enable_gqa=True
+            )
+        ),
         "layer_estimate_plus_masked_chunks_seconds": best(chunks_only),
-        "layer_estimate_plus_masked_chunks_512MiB_seconds": best(lambda: chunks_only(512 * 2**20)),
-        "query_blocks": num_q,
-        # masked_chunks' own chunk rule at its default 64 MiB budget
-        "chunks_per_layer": -(-num_q // max(1, 64 * 2**20 // per_row)),
+        "layer_estimate_plus_kept_sums_seconds": best(fused_only),
+        "query_blocks": estimate_mask(q, k, config).num_q_blocks,
     }
+    ids = tokenize(tokenizer, text).input_ids.cuda()
+    pieces["whole_sdpa_forward"] = profile_trace(lambda: sdpa_forward(model, ids))
+    pieces["whole_trace"] = profile_trace(
+        lambda: trace(model, tokenizer, text, config, sentences=False, progress=False)
+    )
     (out / "gpu_trace_profile.json").write_text(json.dumps(pieces, indent=2))
     for key, value in pieces.items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}", flush=True)
@@ -207,10 +220,36 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         attend()
         torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="cpu_time_total", row_limit=25)
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
     (out / "gpu_trace_profile.txt").write_text(table)
     print(table)
     return pieces
+
+
+def profile_trace(fn) -> dict:
+    """GPU kernel time of one whole trace against its wall time (the difference: the GPU waiting for the
+    host), and the kernels that take the most of it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = sorted(
+        (
+            {"kernel": e.key[:100], "calls": e.count, "seconds": e.self_device_time_total / 1e6}
+            for e in events
+        ),
+        key=lambda row: -row["seconds"],
+    )
+    return {
+        "wall_seconds_profiled": wall,
+        "gpu_kernel_seconds": sum(row["seconds"] for row in kernels),
+        "top_kernels": kernels[:12],
+    }
 
 
 def run_fidelity(gguf: Path, token_counts: list[int]) -> list[dict]:

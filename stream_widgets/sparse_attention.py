@@ -3,8 +3,8 @@
 Three pieces, used by the tracer at every layer:
 
 * `dense_attention` -- the model's ordinary causal attention plus each query's log-sum-exp (the softmax
-  normaliser over all causal keys), from PyTorch's flash kernel when it returns it, else computed in
-  query chunks.
+  normaliser over all causal keys), from PyTorch's fused kernels (cuDNN, flash, memory-efficient) when
+  one returns it, else computed in query chunks.
 * `masked_chunks` -- walks the query blocks of a mask in chunks and yields, per chunk, the scaled logits
   of every kept (query, key) pair, laid out ``[B, H, n, q_block, K * k_block]`` (the kept key blocks of
   each query block side by side), with -inf where the pair is not kept (padding, non-causal, past T).
@@ -62,11 +62,21 @@ def dense_attention(
     Returns:
         ``(out [B, H, T, D], lse [B, H, T] float32)``, lse = log sum_{j <= i} exp(scale q_i.k_j).
 
-    Uses a fused kernel that returns the log-sum-exp with the output: flash on the CPU and for CUDA
-    fp16/bf16, memory-efficient attention for CUDA fp32. Other cases (or a CUDA kernel that refuses the
-    shape) fall back to query chunks of O(chunk x T) memory.
+    Uses a fused kernel that returns the log-sum-exp with the output: flash on the CPU; cuDNN for CUDA
+    fp16/bf16 (the kernel the plain forward's SDPA picks on Hopper, 1.7x faster than flash at 128k tokens
+    on an H200, GQA inside the kernel; docs/benchmarks.md), else flash; memory-efficient attention for
+    CUDA fp32. Other cases (or a CUDA kernel that refuses the shape) fall back to query chunks of
+    O(chunk x T) memory.
     """
     heads = q.shape[1]
+    if q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16):
+        try:
+            out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
+                q, k, v, None, True, 0.0, True, False, scale=scale
+            )[:2]
+            return out, lse.reshape(q.shape[:3]).float()  # cuDNN's lse is [B, H, T, 1]
+        except RuntimeError:  # no cuDNN attention for this GPU, head size or layout: flash
+            pass
     k_rep, v_rep = repeat_kv(k, heads), repeat_kv(v, heads)
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(

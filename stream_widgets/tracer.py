@@ -155,13 +155,21 @@ class Recorder:
 
         if self.mode == "observe":
             out, lse = dense_attention(query, key, value, scale)
-            lse_blocks = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * mask.q_block - t))
-            lse_blocks = lse_blocks.view(b, h, mask.num_q_blocks, mask.q_block)
-            # exp(logit - lse) in place: the chunk's logits become the true probabilities.
-            pieces = (
-                (c, c.logits.sub_(lse_blocks[:, :, c.rows, :, None]).exp_(), None)
-                for c in masked_chunks(query, key, mask, scale)
-            )
+            if tokens is None and _fused_sums_available(query):
+                # The sums straight from q, k and lse, no probabilities written (kernels/kept_sums.py).
+                from stream_widgets.kernels.kept_sums import kept_sums
+
+                sentences = {} if sums is None else dict(sentence_ids=sid, sums=sums, num_sentences=s)
+                mass, blocks = kept_sums(query, key, lse, mask, scale, **sentences)
+                pieces = ()
+            else:
+                lse_blocks = torch.nn.functional.pad(lse, (0, mask.num_q_blocks * mask.q_block - t))
+                lse_blocks = lse_blocks.view(b, h, mask.num_q_blocks, mask.q_block)
+                # exp(logit - lse) in place: the chunk's logits become the true probabilities.
+                pieces = (
+                    (c, c.logits.sub_(lse_blocks[:, :, c.rows, :, None]).exp_(), None)
+                    for c in masked_chunks(query, key, mask, scale)
+                )
         else:
             out = torch.empty(
                 b, h, mask.num_q_blocks, mask.q_block, query.shape[-1], dtype=query.dtype, device=query.device
@@ -206,8 +214,8 @@ class Recorder:
         s = self.num_sentences
         q_sid = sid[chunk.query_pos]  # [n, qb]
         k_sid = sid[chunk.key_pos].view(b, h, n, width, -1)  # [B, H, n, K, k_block]
-        first = k_sid[..., 0]
-        whole = first == k_sid[..., -1]  # the block's keys are in one sentence (or all in none)
+        first = k_sid.amin(dim=-1)
+        whole = first == k_sid.amax(dim=-1)  # the block's keys are in one sentence (or all in none)
         device = sums.device
         head_base = (torch.arange(b * h, device=device) * (s * s)).view(b, h, 1, 1, 1)
         # Pairs outside any sentence add 0 to an in-range bin (their ids clamped to 0): a dense add with
@@ -261,6 +269,15 @@ class Recorder:
         if self.num_sentences == 0:  # blank reasoning: no sentence, nothing to sum
             return torch.zeros(len(layers), self.retained_mass[0].shape[1], 0, 0)
         return torch.stack([self.sentence_sums[i][0] for i in layers])
+
+
+def _fused_sums_available(query: torch.Tensor) -> bool:
+    """Whether observe mode can sum the kept probabilities with the Triton kernel (CUDA, Triton installed)."""
+    if not query.is_cuda:
+        return False
+    from stream_widgets.estimator_cuda import triton_available
+
+    return triton_available()
 
 
 def input_device(model) -> torch.device:

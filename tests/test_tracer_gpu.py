@@ -70,3 +70,75 @@ def test_dense_attention_on_cuda_matches_the_chunked_reference(t, dtype):
     tol = 1e-4 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(out.float().cpu(), ref_out, atol=tol, rtol=tol)
     torch.testing.assert_close(lse.cpu(), ref_lse, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_fused_observe_sums_equal_the_cpu_trace(kind):
+    """Without token weights, observe mode on CUDA sums the kept probabilities in the Triton kernel
+    (`kernels.kept_sums`); its records equal the CPU trace's (the probabilities-then-sums path)."""
+    pytest.importorskip("triton")
+    model, tokenizer = tiny_model(kind), tiny_tokenizer()
+    cpu = trace(model, tokenizer, TEXT, SMALL)
+    gpu = trace(model.cuda(), tokenizer, TEXT, SMALL, mask_fn=_replay(cpu.masks))
+    assert cpu.sparsity().mean() > 0.2 and cpu.sentence_attention_sum.sum() > 0
+    for name in ("retained_mass", "block_attention", "sentence_attention_sum"):
+        torch.testing.assert_close(getattr(gpu, name), getattr(cpu, name), atol=1e-5, rtol=1e-5)
+
+
+def _sentence_runs(t: int, longest: int, seed: int) -> tuple[torch.Tensor, int]:
+    """Sentence ids of t positions: runs of 1 to `longest` tokens with gaps of 0-2 tokens in no sentence."""
+    g = torch.Generator().manual_seed(seed)
+    ids, pos, count = torch.full((t,), -1, dtype=torch.int64), 5, 0
+    while pos < t:
+        length = int(torch.randint(1, longest + 1, (1,), generator=g))
+        ids[pos : pos + length] = count
+        count += 1
+        pos += length + int(torch.randint(0, 3, (1,), generator=g))
+    return ids, count
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("t", "config", "longest"),
+    [
+        (1500, StreamConfig(top_k=4), 40),  # query blocks span several sentences
+        (2000, StreamConfig(top_k=4), 300),  # most query blocks inside one sentence
+        (777, StreamConfig(q_block=32, k_block=12, top_k=3, sink=4, window=16), 25),  # blocks not powers of 2
+    ],
+)
+def test_kept_sums_kernel_equals_the_chunked_path(monkeypatch, t, config, longest, dtype):
+    """The same CUDA inputs and mask through both observe paths of the recorder."""
+    pytest.importorskip("triton")
+    from stream_widgets import tracer
+    from stream_widgets.attention import AttentionCall
+    from stream_widgets.estimator import estimate_mask
+
+    g = torch.Generator().manual_seed(t)
+    q, k, v = (torch.randn(1, h, t, 64, generator=g).to("cuda", dtype) for h in (6, 2, 2))
+    sid, count = _sentence_runs(t, longest, t)
+    records = []
+    for fused in (False, True):
+        monkeypatch.setattr(tracer, "_fused_sums_available", lambda query, fused=fused: fused)
+        recorder = tracer.Recorder(config, "observe", estimate_mask, sentence_ids=sid, num_sentences=count)
+        recorder._attend(AttentionCall(None, 0, q, k, v, 0.125, None))
+        records.append((recorder.retained_mass[0], recorder.block_attention[0], recorder.sentence_sums[0]))
+    assert records[0][2].sum() > 0
+    for chunked, fused in zip(*records, strict=True):
+        torch.testing.assert_close(fused, chunked, atol=1e-5, rtol=1e-4)
+
+
+def test_dense_attention_falls_back_to_flash_where_cudnn_refuses(monkeypatch):
+    """A GPU or shape without cuDNN attention takes the flash kernel (K/V expanded), same results."""
+    from stream_widgets.sparse_attention import dense_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, 300, 64, generator=g).to("cuda", torch.bfloat16) for h in (6, 2, 2))
+    cudnn_out, cudnn_lse = dense_attention(q, k, v, 0.125)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cuDNN attention is not available here")
+
+    monkeypatch.setattr(torch.ops.aten, "_scaled_dot_product_cudnn_attention", refuse)
+    flash_out, flash_lse = dense_attention(q, k, v, 0.125)
+    torch.testing.assert_close(flash_out, cudnn_out, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(flash_lse, cudnn_lse, atol=1e-4, rtol=1e-4)

@@ -99,6 +99,10 @@ def block_scores(
     row_offset: int,
     q_block: int,
     k_block: int,
+    *,
+    branches: int | None = None,
+    num_warps: int = 2,
+    num_stages: int = 2,
 ) -> torch.Tensor:
     """Exact block scores of R consecutive block rows, starting at global row `row_offset`.
 
@@ -108,6 +112,9 @@ def block_scores(
         blocks: ``[R, N]`` int64 key-block indices (clamped into range; callers mask invalid ones).
             Row r is the block row ``row_offset + r`` in (b, h, query block) order.
         row_offset: Global index of the first block row.
+        branches, num_warps, num_stages: Launch settings (branches scored per `tl.dot`; None: about 64
+            key lanes per dot). The defaults are the fastest of `benchmarks/gpu.py --launch-sweep` at 1M
+            tokens on an H200 (2 warps, 2 stages: 0.84x the time of 4 warps, 3 stages).
 
     Returns:
         ``[R, N]`` fp32: max over the row's queries and the block's keys of q.k. Memory: the output only.
@@ -121,9 +128,10 @@ def block_scores(
     qp = max(16, triton.next_power_of_2(q_block))
     kp = triton.next_power_of_2(k_block)
     dp = max(16, triton.next_power_of_2(d))
-    # About 64 key lanes per dot (tl.dot needs at least 16), no more branches than there are.
-    branches = min(max(1, 64 // kp), triton.next_power_of_2(n))
-    branches = max(branches, -(-16 // kp))
+    if branches is None:
+        # About 64 key lanes per dot (tl.dot needs at least 16), no more branches than there are.
+        branches = min(max(1, 64 // kp), triton.next_power_of_2(n))
+        branches = max(branches, -(-16 // kp))
     _block_score_kernel[(rows,)](
         q,
         k,
@@ -146,7 +154,7 @@ def block_scores(
         DP=dp,
         BRANCHES=branches,
         IEEE=q.dtype == torch.float32,
-        num_warps=4,
-        num_stages=3,
+        num_warps=num_warps,
+        num_stages=num_stages,
     )
     return out
