@@ -212,6 +212,7 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
     pieces["whole_trace"] = profile_trace(
         lambda: trace(model, tokenizer, text, config, sentences=False, progress=False)
     )
+    host_profile(lambda: trace(model, tokenizer, text, config, sentences=False, progress=False), out)
     (out / "gpu_trace_profile.json").write_text(json.dumps(pieces, indent=2))
     for key, value in pieces.items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}", flush=True)
@@ -224,6 +225,23 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
     (out / "gpu_trace_profile.txt").write_text(table)
     print(table)
     return pieces
+
+
+def host_profile(fn, out: Path) -> None:
+    """cProfile of one call (the host's side: where Python waits or works), top 40 by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    torch.cuda.synchronize()
+    profiler.enable()
+    fn()
+    torch.cuda.synchronize()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    (out / "gpu_trace_host_profile.txt").write_text(text.getvalue())
 
 
 def profile_trace(fn) -> dict:

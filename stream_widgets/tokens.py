@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy
 import torch
 
 from stream_widgets.sentences import Sentence, split_sentences, token_spans
@@ -52,8 +53,12 @@ def tokenize(tokenizer, text: str) -> TokenizedText:
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; tracing needs token offsets")
-    encoding = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
-    return TokenizedText(text, encoding["input_ids"], encoding["offset_mapping"][0].to(torch.int64))
+    # Lists, then one conversion each: transformers' return_tensors="pt" walks the offset pairs in
+    # Python (about a second at 128k tokens, longer than the H200 takes to trace them).
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    input_ids = torch.tensor(encoding["input_ids"], dtype=torch.int64)[None]
+    offsets = numpy.asarray(encoding["offset_mapping"], dtype=numpy.int64).reshape(-1, 2)
+    return TokenizedText(text, input_ids, torch.from_numpy(offsets))
 
 
 def sentence_ids(sentences: Sequence[Sentence], num_tokens: int) -> torch.Tensor:
