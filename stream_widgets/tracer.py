@@ -132,11 +132,13 @@ class Recorder:
 
     def _attend(self, call: AttentionCall) -> torch.Tensor:
         query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
-        dense = None
+        dense, inputs_ready = None, None
+        if query.is_cuda:
+            inputs_ready = torch.cuda.current_stream(query.device).record_event()  # q and k written
         if self.mode == "observe" and query.is_cuda:
             # Queued first, so that the mask, estimated on a side stream, runs while it does.
             dense = dense_attention(query, key, value, scale)
-        mask = self._mask(query, key, layer)
+        mask = self._mask(query, key, layer, inputs_ready)
         b, h, t, _ = query.shape
         # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
         # GPU hundreds of times per layer at long T.
@@ -204,14 +206,18 @@ class Recorder:
             out = out.reshape(b, h, -1, query.shape[-1])[:, :, :t]
         return out
 
-    def _mask(self, query: torch.Tensor, key: torch.Tensor, layer: int) -> StreamMask:
-        """The layer's mask; on CUDA estimated on a side stream, which the current stream then waits for."""
+    def _mask(
+        self, query: torch.Tensor, key: torch.Tensor, layer: int, inputs_ready: torch.cuda.Event | None
+    ) -> StreamMask:
+        """The layer's mask. On CUDA it is estimated on a side stream that starts once `inputs_ready` (the
+        current stream's event recorded when q and k were written), not after whatever the current
+        stream queued since; the current stream then waits for it."""
         side = None
         if query.is_cuda:
             side = self._side_streams.get(query.device)
             if side is None:
                 side = self._side_streams[query.device] = torch.cuda.Stream(query.device)
-            side.wait_stream(torch.cuda.current_stream(query.device))
+            side.wait_event(inputs_ready)
         try:
             with torch.cuda.stream(side):  # (a no-op for None)
                 mask = self.mask_fn(query, key, self.config)
@@ -274,9 +280,10 @@ class Recorder:
         self.installed.check_one_pass()
         layers = range(self.installed.num_layers)
         width = max(self.block_attention[i].shape[-1] for i in layers)
+        blocks = [self.block_attention[i] for i in layers]
         blocks = [
-            torch.nn.functional.pad(self.block_attention[i], (0, width - self.block_attention[i].shape[-1]))
-            for i in layers
+            b if b.shape[-1] == width else torch.nn.functional.pad(b, (0, width - b.shape[-1]))
+            for b in blocks
         ]
         return Recording(
             masks=[self.masks[i] for i in layers],
