@@ -106,7 +106,6 @@ class Recorder:
         self.sentence_ids = sentence_ids
         self.num_sentences = num_sentences
         self.installed: Installed | None = None
-        self._side_streams: dict[torch.device, torch.cuda.Stream] = {}
         self.masks: dict[int, StreamMask] = {}
         self.retained_mass: dict[int, torch.Tensor] = {}
         self.block_attention: dict[int, torch.Tensor] = {}
@@ -132,13 +131,10 @@ class Recorder:
 
     def _attend(self, call: AttentionCall) -> torch.Tensor:
         query, key, value, scale, layer = call.query, call.key, call.value, call.scale, call.layer
-        dense, inputs_ready = None, None
-        if query.is_cuda:
-            inputs_ready = torch.cuda.current_stream(query.device).record_event()  # q and k written
-        if self.mode == "observe" and query.is_cuda:
-            # Queued first, so that the mask, estimated on a side stream, runs while it does.
-            dense = dense_attention(query, key, value, scale)
-        mask = self._mask(query, key, layer, inputs_ready)
+        try:
+            mask = self.mask_fn(query, key, self.config)
+        except ValueError as error:
+            raise ValueError(f"layer {layer}: {error}") from error
         b, h, t, _ = query.shape
         # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
         # GPU hundreds of times per layer at long T.
@@ -157,7 +153,7 @@ class Recorder:
             sid = self._padded_sentence_ids(mask, query.device)
 
         if self.mode == "observe":
-            out, lse = dense if dense is not None else dense_attention(query, key, value, scale)
+            out, lse = dense_attention(query, key, value, scale)
             if tokens is None and _fused_sums_available(query):
                 # The sums straight from q, k and lse, no probabilities written (kernels/kept_sums.py).
                 from stream_widgets.kernels.kept_sums import kept_sums
@@ -205,31 +201,6 @@ class Recorder:
         if self.mode == "sparse":
             out = out.reshape(b, h, -1, query.shape[-1])[:, :, :t]
         return out
-
-    def _mask(
-        self, query: torch.Tensor, key: torch.Tensor, layer: int, inputs_ready: torch.cuda.Event | None
-    ) -> StreamMask:
-        """The layer's mask. On CUDA it is estimated on a side stream that starts once `inputs_ready` (the
-        current stream's event recorded when q and k were written), not after whatever the current
-        stream queued since; the current stream then waits for it."""
-        side = None
-        if query.is_cuda:
-            side = self._side_streams.get(query.device)
-            if side is None:
-                side = self._side_streams[query.device] = torch.cuda.Stream(query.device)
-            side.wait_event(inputs_ready)
-        try:
-            with torch.cuda.stream(side):  # (a no-op for None)
-                mask = self.mask_fn(query, key, self.config)
-        except ValueError as error:
-            raise ValueError(f"layer {layer}: {error}") from error
-        if side is not None:
-            current = torch.cuda.current_stream(query.device)
-            current.wait_stream(side)
-            # Made on the side stream, used on the current one: not to be reused before that is done.
-            mask.kv_num_blocks.record_stream(current)
-            mask.kv_indices.record_stream(current)
-        return mask
 
     def _add_sentence_sums(self, sums, sid, chunk, probs, per_block) -> None:
         """Add a chunk's kept probabilities into the flat ``[B, H, S, S]`` sentence-pair sums.
