@@ -4,9 +4,10 @@
 transformers' attention registry; no modeling code is forked). At every layer the function receives the
 post-RoPE queries ``[B, H, T, D]`` and keys ``[B, Hkv, T, D]``, estimates the Stream mask from them, and
 
-* ``mode="observe"``: runs the model's ordinary causal attention (the flash kernel, which also returns
-  each query's log-sum-exp), so the model's output is unchanged, and records the model's true
-  probabilities exp(scale q.k - lse) at the kept entries only;
+* ``mode="observe"``: runs the model's ordinary causal attention (`dense_attention`: a fused kernel that
+  also returns each query's log-sum-exp), so the model's output is unchanged, and records the model's
+  true probabilities exp(scale q.k - lse) at the kept entries only (on CUDA their sums come straight
+  from one Triton kernel, `kernels.kept_sums`, unless token-level weights are asked for);
 * ``mode="sparse"``: computes attention over the kept entries only, renormalised, as a sparse-attention
   model would, and records those probabilities.
 
