@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["block_scores"]
+__all__ = ["block_scores", "branches_per_dot"]
 
 
 @triton.jit
@@ -92,6 +92,12 @@ def _block_score_kernel(
         tl.store(out_row + out_branch, per_branch, mask=out_branch < N)
 
 
+def branches_per_dot(key_lanes: int, n: int) -> int:
+    """Key blocks of `key_lanes` (a power of two) to score per `tl.dot` out of `n`: about 64 key lanes per
+    dot (tl.dot needs at least 16), no more blocks than there are."""
+    return max(min(max(1, 64 // key_lanes), triton.next_power_of_2(n)), -(-16 // key_lanes))
+
+
 def block_scores(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -129,9 +135,7 @@ def block_scores(
     kp = triton.next_power_of_2(k_block)
     dp = max(16, triton.next_power_of_2(d))
     if branches is None:
-        # About 64 key lanes per dot (tl.dot needs at least 16), no more branches than there are.
-        branches = min(max(1, 64 // kp), triton.next_power_of_2(n))
-        branches = max(branches, -(-16 // kp))
+        branches = branches_per_dot(kp, n)
     _block_score_kernel[(rows,)](
         q,
         k,

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from stream_widgets.kernels.block_score import branches_per_dot
 from stream_widgets.mask import StreamMask
 
 __all__ = ["kept_sums"]
@@ -186,9 +187,7 @@ def kept_sums(
             mask.num_k_blocks * mask.k_block, num_q * mask.q_block
         ), "sentence ids must be padded to whole blocks"
     kp = triton.next_power_of_2(mask.k_block)
-    # About 64 key lanes per dot (tl.dot needs at least 16), no more branches than the mask is wide.
-    branches = min(max(1, 64 // kp), triton.next_power_of_2(width))
-    branches = max(branches, -(-16 // kp))
+    branches = branches_per_dot(kp, width)
     dummy = mass  # pointer arguments the kernel does not read without sentence sums
     _kept_sums_kernel[(rows,)](
         q,
