@@ -126,6 +126,20 @@ def _block_scores(
     """
     r, n = blocks.shape
     flat = kv_row[:, None] * num_k_blocks + blocks.clamp(0, num_k_blocks - 1)
+    # On the CPU, a few rows per product, whose keys and scores stay in the cache: a whole chunk's
+    # (64 MiB) ran memory-bound, the estimator 1.9x as slow at 8k tokens.
+    step = _CPU_SCORE_ROWS if q_rows.device.type == "cpu" else r
+    pieces = [_gathered_scores(q_rows[i : i + step], k_blocks, flat[i : i + step]) for i in range(0, r, step)]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+
+# Block rows scored per product on the CPU (measured on SmolLM2 at 4k and 8k tokens: 8 to 16 best).
+_CPU_SCORE_ROWS = 8
+
+
+def _gathered_scores(q_rows: torch.Tensor, k_blocks: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """`_block_scores` of rows ``[R, q_block, D]`` against the key blocks ``flat [R, N]`` (rows of `k_blocks`)."""
+    r, n = flat.shape
     keys = k_blocks.index_select(0, flat.reshape(-1)).reshape(
         r, n * k_blocks.shape[1], -1
     )  # [R, N*k_block, D]
