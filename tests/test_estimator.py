@@ -391,7 +391,7 @@ def test_an_unknown_cpu_feature_query_means_the_fp32_path():
     assert isinstance(estimator._native_bf16(), bool)
 
 
-def test_cpu_block_scores_a_few_rows_per_product_as_one_product_would(monkeypatch):
+def test_cpu_block_scores_a_few_rows_per_product_and_only_the_needed_ones(monkeypatch):
     from stream_widgets import estimator
 
     generator = torch.Generator().manual_seed(8)
@@ -403,6 +403,11 @@ def test_cpu_block_scores_a_few_rows_per_product_as_one_product_would(monkeypatc
     keys = k_blocks.view(2, 30, 4, 16)[kv_row[:, None], blocks.clamp(0, 29)]  # [R, N, k_block, D]
     expected = torch.einsum("rqd,rnkd->rnqk", q_rows, keys).amax(dim=(2, 3))
     torch.testing.assert_close(scores, expected)
+    needed = torch.rand(21, 5, generator=generator) < 0.6
+    needed[:8] = False  # a whole product with nothing to score
+    skipped = estimator._block_scores(q_rows, k_blocks, kv_row, blocks, 30, needed)
+    torch.testing.assert_close(skipped[needed], expected[needed])  # the others: any value
+    assert (skipped[:8] == float("-inf")).all()
     q, k = _inputs(1, 4, 2, 700, 16, seed=9)
     config = StreamConfig(q_block=8, k_block=4, top_k=3)
     mask = estimate_mask(q, k, config)
