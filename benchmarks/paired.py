@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "paired.json"
     )
+    parser.add_argument(
+        "--only", help="run only the cases whose label contains this, e.g. 'tracing' or 'T=4096'"
+    )
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     cases = [
@@ -52,6 +55,9 @@ def main() -> None:
         for m, t in ESTIMATOR
     ]
     cases += [("tracing.py", ["--case", c, "--tokens", str(t)], f"tracing {c} T={t}") for c, t in TRACING]
+    cases = [case for case in cases if args.only is None or args.only in case[2]]
+    if not cases:
+        raise SystemExit(f"--only {args.only!r} matches no case")
     seconds: dict[str, dict[str, list[float]]] = {label: {"before": [], "after": []} for *_, label in cases}
     for round_index in range(args.rounds):
         for script, case_args, label in cases:

@@ -187,7 +187,8 @@ class Recorder:
             if tokens is not None:
                 tokens[:, chunk.rows] = probs[0, heads].cpu()
             if sums is not None:
-                self._add_sentence_sums(sums, sid, chunk, probs, per_block)
+                add = self._add_sentence_sums_cpu if sums.device.type == "cpu" else self._add_sentence_sums
+                add(sums, sid, chunk, probs, per_block)
 
         self.masks[layer] = mask.to("cpu")
         self.retained_mass[layer] = mass[..., :t].cpu()
@@ -237,6 +238,45 @@ class Recorder:
             )
             keep = (queries >= 0)[:, :, None] & (keys >= 0)[:, None, :]
             sums.index_add_(0, index.reshape(-1), torch.where(keep, token_probs, 0.0).reshape(-1))
+
+    def _add_sentence_sums_cpu(self, sums, sid, chunk, probs, per_block) -> None:
+        """`_add_sentence_sums` on the CPU, where the scattered adds are the slow part: each query block's
+        probabilities are first summed per sentence of its queries (a query block runs through a few
+        sentences, R), so the scatter adds R values per key (block) instead of q_block. The same sums up
+        to the rounding of the order of adds. Reads R back to the host, free on the CPU only.
+        """
+        b, h, n, qb, width = per_block.shape
+        s = self.num_sentences
+        q_sid = sid[chunk.query_pos]  # [n, qb]
+        in_sentence = q_sid >= 0
+        first_q = torch.where(in_sentence, q_sid, s).amin(dim=1, keepdim=True)  # [n, 1]: s if none
+        run_of = torch.where(in_sentence, q_sid - first_q, -1)  # [n, qb]: -1 outside any sentence
+        r = int(run_of.max()) + 1
+        if r == 0:  # no query of the chunk is in a sentence
+            return
+        runs = (run_of[..., None] == torch.arange(r)).to(probs.dtype)  # [n, qb, R] one-hot
+        # A run no query of the block falls in sums to 0; its sentence is clamped into range.
+        run_sid = (first_q + torch.arange(r)).clamp(max=s - 1)  # [n, R]
+        k_sid = sid[chunk.key_pos].view(b, h, n, width, -1)  # [B, H, n, K, k_block]
+        first = k_sid[..., 0]
+        whole = first == k_sid[..., -1]  # the block's keys are in one sentence (or all in none)
+        per_run = torch.matmul(runs.mT, per_block)  # [B, H, n, R, K]
+        head_base = (torch.arange(b * h) * (s * s)).view(b, h, 1, 1, 1)
+        index = head_base + run_sid[None, None, :, :, None] * s + first.clamp(min=0)[:, :, :, None, :]
+        keep = ((first >= 0) & whole)[:, :, :, None, :]
+        sums.index_add_(0, index.reshape(-1), torch.where(keep, per_run, 0.0).reshape(-1))
+        split = (~whole).nonzero(as_tuple=True)  # (b, h, n, K) of the blocks a boundary cuts: few
+        if split[0].numel():
+            token_probs = probs.view(b, h, n, qb, width, -1)[
+                split[0], split[1], split[2], :, split[3]
+            ]  # [M, qb, kb]
+            token_runs = torch.bmm(runs[split[2]].mT, token_probs)  # [M, R, kb]
+            keys = k_sid[split]  # [M, kb]
+            index = (split[0] * h + split[1])[:, None, None] * (s * s) + (
+                run_sid[split[2]][:, :, None] * s + keys.clamp(min=0)[:, None, :]
+            )
+            keep = (keys >= 0)[:, None, :]
+            sums.index_add_(0, index.reshape(-1), torch.where(keep, token_runs, 0.0).reshape(-1))
 
     def _padded_sentence_ids(self, mask: StreamMask, device) -> torch.Tensor:
         """int64 sentence id of every position up to the padded block ends (-1: no sentence or padding)."""

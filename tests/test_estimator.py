@@ -389,3 +389,27 @@ def test_an_unknown_cpu_feature_query_means_the_fp32_path():
 
     assert estimator._cpu_has("no_such_feature") is False
     assert isinstance(estimator._native_bf16(), bool)
+
+
+def test_cpu_block_scores_a_few_rows_per_product_and_only_the_needed_ones(monkeypatch):
+    from stream_widgets import estimator
+
+    generator = torch.Generator().manual_seed(8)
+    q_rows = torch.randn(21, 8, 16, generator=generator)  # 21 rows: not a multiple of the rows per product
+    k_blocks = torch.randn(2 * 30, 4, 16, generator=generator)
+    kv_row = torch.randint(0, 2, (21,), generator=generator)
+    blocks = torch.randint(-3, 33, (21, 5), generator=generator)  # out-of-range indices are clamped
+    scores = estimator._block_scores(q_rows, k_blocks, kv_row, blocks, 30)
+    keys = k_blocks.view(2, 30, 4, 16)[kv_row[:, None], blocks.clamp(0, 29)]  # [R, N, k_block, D]
+    expected = torch.einsum("rqd,rnkd->rnqk", q_rows, keys).amax(dim=(2, 3))
+    torch.testing.assert_close(scores, expected)
+    needed = torch.rand(21, 5, generator=generator) < 0.6
+    needed[:8] = False  # a whole product with nothing to score
+    skipped = estimator._block_scores(q_rows, k_blocks, kv_row, blocks, 30, needed)
+    torch.testing.assert_close(skipped[needed], expected[needed])  # the others: any value
+    assert (skipped[:8] == float("-inf")).all()
+    q, k = _inputs(1, 4, 2, 700, 16, seed=9)
+    config = StreamConfig(q_block=8, k_block=4, top_k=3)
+    mask = estimate_mask(q, k, config)
+    monkeypatch.setattr(estimator, "_CPU_SCORE_ROWS", 10**9)  # one product per round, as before
+    assert estimate_mask(q, k, config).equal(mask)

@@ -79,3 +79,25 @@ def test_reference_attention_is_causal_and_normalised():
     torch.testing.assert_close(out[:, :, 0], v[:, :, 0].expand(1, 2, -1))
     logits = torch.einsum("bhd,bd->bh", q[:, :, 0], k[:, 0, 0]) * 0.5
     torch.testing.assert_close(lse[:, :, 0], logits)
+
+
+@pytest.mark.parametrize("t", [45, 64])
+def test_masking_from_the_first_partly_seen_column_equals_masking_every_column(t, monkeypatch):
+    from stream_widgets import sparse_attention as module
+
+    q, k, _ = _qkv(t=t)
+    mask = estimate_mask(q, k, SMALL)
+    found = [c.logits for c in masked_chunks(q, k, mask, 0.25, max_chunk_bytes=20_000)]
+    firsts = []
+    original = module._first_masked_column
+
+    def every_column(seen_from, last_key):
+        firsts.append(original(seen_from, last_key))
+        return 0
+
+    monkeypatch.setattr(module, "_first_masked_column", every_column)
+    expected = [c.logits for c in masked_chunks(q, k, mask, 0.25, max_chunk_bytes=20_000)]
+    assert len(found) == len(expected) > 1
+    for got, want in zip(found, expected, strict=True):
+        assert torch.equal(got, want)
+    assert max(firsts) > 0  # some chunks skip columns: the case this compares
