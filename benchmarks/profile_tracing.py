@@ -34,10 +34,6 @@ PARTS = {
     "key-block index_select": ("", "<method 'index_select' of 'torch._C.TensorBase' objects>"),
     "kept probabilities (masked_chunks)": ("stream_widgets/sparse_attention.py", "masked_chunks"),
     "sentence-pair sums (_add_sentence_sums)": ("stream_widgets/tracer.py", "_add_sentence_sums"),
-    "sentence-pair sums, CPU (_add_sentence_sums_cpu)": (
-        "stream_widgets/tracer.py",
-        "_add_sentence_sums_cpu",
-    ),
 }
 
 

@@ -187,8 +187,7 @@ class Recorder:
             if tokens is not None:
                 tokens[:, chunk.rows] = probs[0, heads].cpu()
             if sums is not None:
-                add = self._add_sentence_sums_cpu if sums.device.type == "cpu" else self._add_sentence_sums
-                add(sums, sid, chunk, probs, per_block)
+                self._add_sentence_sums(sums, sid, chunk, probs, per_block)
 
         self.masks[layer] = mask.to("cpu")
         self.retained_mass[layer] = mass[..., :t].cpu()
@@ -207,46 +206,17 @@ class Recorder:
     def _add_sentence_sums(self, sums, sid, chunk, probs, per_block) -> None:
         """Add a chunk's kept probabilities into the flat ``[B, H, S, S]`` sentence-pair sums.
 
-        Sentences are runs of tokens, so most kept key blocks lie inside one sentence: those add their
-        block sums (`per_block`, one value per query and block, k_block times fewer adds); only blocks
-        a sentence boundary cuts add token by token. Pairs outside any sentence add 0 to an in-range bin
-        (spread out: on a GPU, one shared overflow bin would serialise the atomic adds).
+        Sentences are runs of tokens. Each query block's probabilities are first summed per run of its
+        queries in one sentence (a query block runs through a few sentences, R), so the scattered adds,
+        the slow part, are R per key block instead of q_block. Most kept key blocks lie inside one
+        sentence: those add their block sums; only blocks a sentence boundary cuts add key by key.
+        Pairs outside any sentence add 0 to an in-range bin (no compaction, no shared overflow bin).
+        Reads R (and which blocks are cut) back to the host: on CUDA this path serves only the layers
+        whose token weights are kept, or a machine without Triton (`kernels.kept_sums` does the rest).
         """
         b, h, n, qb, width = per_block.shape
         s = self.num_sentences
-        q_sid = sid[chunk.query_pos]  # [n, qb]
-        k_sid = sid[chunk.key_pos].view(b, h, n, width, -1)  # [B, H, n, K, k_block]
-        first = k_sid.amin(dim=-1)
-        whole = first == k_sid.amax(dim=-1)  # the block's keys are in one sentence (or all in none)
         device = sums.device
-        head_base = (torch.arange(b * h, device=device) * (s * s)).view(b, h, 1, 1, 1)
-        # Pairs outside any sentence add 0 to an in-range bin (their ids clamped to 0): a dense add with
-        # no compaction (nonzero) and no shared overflow bin.
-        q_in, q_at = (q_sid >= 0)[None, None, :, :, None], q_sid.clamp(min=0)[None, None, :, :, None]
-        index = head_base + q_at * s + first.clamp(min=0)[:, :, :, None, :]  # [B, H, n, qb, K]
-        keep = q_in & ((first >= 0) & whole)[:, :, :, None, :]
-        sums.index_add_(0, index.reshape(-1), torch.where(keep, per_block, 0.0).reshape(-1))
-        split = (~whole).nonzero(as_tuple=True)  # (b, h, n, K) of the blocks a boundary cuts: few
-        if split[0].numel():
-            token_probs = probs.view(b, h, n, qb, width, -1)[
-                split[0], split[1], split[2], :, split[3]
-            ]  # [M, qb, kb]
-            keys = k_sid[split]  # [M, kb]
-            queries = q_sid[split[2]]  # [M, qb]
-            index = (split[0] * h + split[1])[:, None, None] * (s * s) + (
-                queries.clamp(min=0)[:, :, None] * s + keys.clamp(min=0)[:, None, :]
-            )
-            keep = (queries >= 0)[:, :, None] & (keys >= 0)[:, None, :]
-            sums.index_add_(0, index.reshape(-1), torch.where(keep, token_probs, 0.0).reshape(-1))
-
-    def _add_sentence_sums_cpu(self, sums, sid, chunk, probs, per_block) -> None:
-        """`_add_sentence_sums` on the CPU, where the scattered adds are the slow part: each query block's
-        probabilities are first summed per sentence of its queries (a query block runs through a few
-        sentences, R), so the scatter adds R values per key (block) instead of q_block. The same sums up
-        to the rounding of the order of adds. Reads R back to the host, free on the CPU only.
-        """
-        b, h, n, qb, width = per_block.shape
-        s = self.num_sentences
         q_sid = sid[chunk.query_pos]  # [n, qb]
         in_sentence = q_sid >= 0
         first_q = torch.where(in_sentence, q_sid, s).amin(dim=1, keepdim=True)  # [n, 1]: s if none
@@ -254,14 +224,14 @@ class Recorder:
         r = int(run_of.max()) + 1
         if r == 0:  # no query of the chunk is in a sentence
             return
-        runs = (run_of[..., None] == torch.arange(r)).to(probs.dtype)  # [n, qb, R] one-hot
+        runs = (run_of[..., None] == torch.arange(r, device=device)).to(probs.dtype)  # [n, qb, R] one-hot
         # A run no query of the block falls in sums to 0; its sentence is clamped into range.
-        run_sid = (first_q + torch.arange(r)).clamp(max=s - 1)  # [n, R]
+        run_sid = (first_q + torch.arange(r, device=device)).clamp(max=s - 1)  # [n, R]
         k_sid = sid[chunk.key_pos].view(b, h, n, width, -1)  # [B, H, n, K, k_block]
-        first = k_sid[..., 0]
-        whole = first == k_sid[..., -1]  # the block's keys are in one sentence (or all in none)
+        first = k_sid.amin(dim=-1)
+        whole = first == k_sid.amax(dim=-1)  # the block's keys are in one sentence (or all in none)
         per_run = torch.matmul(runs.mT, per_block)  # [B, H, n, R, K]
-        head_base = (torch.arange(b * h) * (s * s)).view(b, h, 1, 1, 1)
+        head_base = (torch.arange(b * h, device=device) * (s * s)).view(b, h, 1, 1, 1)
         index = head_base + run_sid[None, None, :, :, None] * s + first.clamp(min=0)[:, :, :, None, :]
         keep = ((first >= 0) & whole)[:, :, :, None, :]
         sums.index_add_(0, index.reshape(-1), torch.where(keep, per_run, 0.0).reshape(-1))
