@@ -65,12 +65,14 @@ class StreamConfig:
             their ``2 x search_width`` halves and keeps `top_k`, and the rest runs as the paper's search,
             so it costs about one round more than the paper's search instead of a factor of the width.
             Default None.
-        exhaustive: Where scoring every candidate key block is no slower than the search (short texts:
-            up to about 6k tokens at the default sizes, `search.exhaustive_is_cheaper`), score them all
-            with one matrix product per KV head and keep the exact `top_k` by block score (max q.k, as
-            `oracle_mask`) instead of searching: the same mask size without the search's loss (SmolLM2
-            at 4k: 0.8 points under the exact-mass oracle instead of 3.7, in 0.76x the estimator's
-            time). Longer texts search as before. Default False (always search).
+        exhaustive: Where scoring every candidate key block is no slower than the search (short texts,
+            where a query block has at most 0.85x as many candidates as the search scores halves, up to
+            about 2.7k tokens at the default sizes; `search.exhaustive_is_cheaper`), score them all with one
+            matrix product per KV head and keep the exact `top_k` by block score (max q.k, as
+            `oracle_mask`) instead of searching. Longer texts search as before; `oracle_mask` (as the
+            tracer's ``mask_fn``) keeps the exact top_k at any length, at its cost (SmolLM2 at 4k: 0.8
+            points under the exact-mass oracle instead of the search's 3.7, for 1.53x the estimator's
+            time). Default False (always search).
     """
 
     q_block: int = 64

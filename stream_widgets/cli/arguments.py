@@ -128,8 +128,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=_DEFAULTS.exhaustive,
         help="StreamConfig.exhaustive: on texts short enough that scoring every candidate key block is no "
-        "slower than the search (about 6k tokens at the default sizes), score them all and keep the exact "
-        "top_k (default: always search)",
+        "slower than the search (up to about 2.7k tokens at the default sizes), score them all and keep the "
+        "exact top_k (default: always search)",
     )
     parser.add_argument(
         "--score-rule",
