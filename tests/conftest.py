@@ -1,8 +1,15 @@
 """Shared fixtures: the real default model, loaded once per session (slow tests only), and a tiny random
 model saved as a folder."""
 
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Without a GPU the Triton kernels run under Triton's interpreter (tests/test_kernels_interpreted.py);
+    # Triton reads this when it is first imported, which nothing above does.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

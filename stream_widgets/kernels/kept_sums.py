@@ -88,8 +88,8 @@ def _kept_sums_kernel(
     if SENTENCES:
         q_sid = tl.load(sid_ptr + q_pos, mask=q_ok, other=-1)
         q_first = tl.min(tl.where(q_ok, q_sid, num_sentences))
-        # Every real query of the row in one sentence (or all in none): block sums can add per block.
-        one_q_sentence = q_first == tl.max(tl.where(q_ok, q_sid, -1))
+        # Every real query of the row in one sentence: block sums can add per block.
+        one_q_sentence = (q_first == tl.max(tl.where(q_ok, q_sid, -1))) & (q_first >= 0)
         head_sums = sums_ptr + bh * num_sentences * num_sentences
 
     mass = tl.zeros([QP], dtype=tl.float32)
@@ -125,7 +125,7 @@ def _kept_sums_kernel(
                 tl.atomic_add(
                     head_sums + q_first * num_sentences + first,
                     per_block,
-                    mask=whole & (first >= 0) & (q_first >= 0),
+                    mask=whole & (first >= 0),
                 )
             else:
                 tl.atomic_add(
