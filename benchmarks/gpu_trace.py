@@ -205,7 +205,7 @@ def profile_layer(model, tokenizer, tokens: int, out: Path, config) -> dict:
         ),
         "layer_estimate_plus_masked_chunks_seconds": best(chunks_only),
         "layer_estimate_plus_kept_sums_seconds": best(fused_only),
-        "query_blocks": estimate_mask(q, k, config).num_q_blocks,
+        "query_blocks": -(-q.shape[2] // config.q_block),
     }
     ids = tokenize(tokenizer, text).input_ids.cuda()
     pieces["whole_sdpa_forward"] = profile_trace(lambda: sdpa_forward(model, ids))

@@ -127,19 +127,14 @@ def _block_scores(
     Returns:
         ``[R, N]`` fp32 scores. Memory: R x N x k_block x (D + q_block) floats.
     """
-    r, n = blocks.shape
     flat = kv_row[:, None] * num_k_blocks + blocks.clamp(0, num_k_blocks - 1)
     if q_rows.device.type == "cpu":
         return _block_scores_cpu(q_rows, k_blocks, flat, needed)
-    keys = k_blocks.index_select(0, flat.reshape(-1)).reshape(
-        r, n * k_blocks.shape[1], -1
-    )  # [R, N*k_block, D]
-    # keys @ q^T puts the queries on the contiguous axis, where the max over them is fastest.
-    scores = torch.bmm(keys, q_rows.transpose(1, 2)).amax(dim=-1)  # [R, N*k_block]
-    return scores.view(r, n, -1).amax(dim=-1)
+    return _gathered_scores(q_rows, k_blocks, flat)
 
 
-# Block rows scored per product on the CPU (measured on SmolLM2 at 4k and 8k tokens: 8 to 16 best).
+# Block rows scored per product on the CPU (of 4 to 64, 8 and 16 were fastest on SmolLM2's q/k at 4k and
+# 8k tokens in throwaway timings; the paired benchmark is in docs/benchmarks.md).
 _CPU_SCORE_ROWS = 8
 
 
@@ -147,11 +142,11 @@ def _block_scores_cpu(
     q_rows: torch.Tensor, k_blocks: torch.Tensor, flat: torch.Tensor, needed: torch.Tensor | None
 ) -> torch.Tensor:
     """`_block_scores` on the CPU, a few rows per product, whose keys and scores stay in the cache (a
-    whole chunk's, 64 MiB, ran memory-bound: the estimator 1.9x as slow at 8k tokens).
+    whole 64 MiB chunk's products run memory-bound).
 
     Outside torch.compile, only the `needed` blocks are scored: each row's moved to its front (a stable
-    sort), each product as wide as its rows' most. The search's empty halves are 20-28% of its halves at
-    4k-8k tokens, 40% of the last (fp32) round's.
+    sort), each product as wide as its rows' most (the search's empty halves are a fifth to a quarter of
+    its halves at 4k-8k tokens, more in the last round).
     """
     r, n = flat.shape
     step = _CPU_SCORE_ROWS
@@ -180,7 +175,7 @@ def _gathered_scores(q_rows: torch.Tensor, k_blocks: torch.Tensor, flat: torch.T
         r, n * k_blocks.shape[1], -1
     )  # [R, N*k_block, D]
     scores = torch.bmm(keys, q_rows.transpose(1, 2))  # [R, N*k_block, q_block]
-    # One reduction over each block's keys and queries: on the CPU 2.6x faster than two in a row.
+    # One reduction over each block's keys and queries (on the CPU faster than two in a row).
     return scores.view(r, n, k_blocks.shape[1], -1).amax(dim=(2, 3))
 
 

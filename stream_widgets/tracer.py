@@ -137,10 +137,6 @@ class Recorder:
         except ValueError as error:
             raise ValueError(f"layer {layer}: {error}") from error
         b, h, t, _ = query.shape
-        # Filled on the device and copied to the host once per layer: a copy per chunk would stall the
-        # GPU hundreds of times per layer at long T.
-        mass = torch.zeros(b, h, mask.num_q_blocks * mask.q_block, device=query.device)
-        blocks = torch.zeros(b, h, mask.num_q_blocks, mask.kv_indices.shape[-1], device=query.device)
         heads = list(range(h)) if self.token_heads is None else self.token_heads
         tokens = None
         if layer in self.token_layers:
@@ -152,10 +148,16 @@ class Recorder:
             s = self.num_sentences
             sums = torch.zeros(b * h * s * s, device=query.device)  # [B, H, S, S], flat
             sid = self._padded_sentence_ids(mask, query.device)
+        fused = self.mode == "observe" and tokens is None and _fused_sums_available(query)
+        if not fused:
+            # Filled chunk by chunk on the device and copied to the host once per layer: a copy per chunk
+            # would stall the GPU hundreds of times per layer at long T.
+            mass = torch.zeros(b, h, mask.num_q_blocks * mask.q_block, device=query.device)
+            blocks = torch.zeros(b, h, mask.num_q_blocks, mask.kv_indices.shape[-1], device=query.device)
 
         if self.mode == "observe":
             out, lse = dense_attention(query, key, value, scale)
-            if tokens is None and _fused_sums_available(query):
+            if fused:
                 # The sums straight from q, k and lse, no probabilities written (kernels/kept_sums.py).
                 from stream_widgets.kernels.kept_sums import kept_sums
 

@@ -8,9 +8,8 @@ import os
 import pytest
 import torch
 
-from stream_widgets.attention import AttentionCall
 from stream_widgets.config import StreamConfig
-from stream_widgets.estimator import _block_scores, _blocked, _row_ids, estimate_mask
+from stream_widgets.estimator import _block_scores, _blocked, _row_ids
 
 pytest.importorskip("triton")
 
@@ -40,18 +39,6 @@ def test_block_scores_equal_the_reference_scores(t, heads, kv_heads, q_block, k_
     torch.testing.assert_close(block_scores(q, k, blocks[5:9], 5, q_block, k_block), expected[5:9])
 
 
-def _sentence_runs(t: int, longest: int, seed: int) -> tuple[torch.Tensor, int]:
-    """Sentence ids of t positions: runs of 1 to `longest` tokens with gaps of 0-2 tokens in no sentence."""
-    g = torch.Generator().manual_seed(seed)
-    ids, pos, count = torch.full((t,), -1, dtype=torch.int64), 5, 0
-    while pos < t:
-        length = int(torch.randint(1, longest + 1, (1,), generator=g))
-        ids[pos : pos + length] = count
-        count += 1
-        pos += length + int(torch.randint(0, 3, (1,), generator=g))
-    return ids, count
-
-
 @pytest.mark.parametrize(
     ("t", "config", "longest"),
     [
@@ -61,17 +48,8 @@ def _sentence_runs(t: int, longest: int, seed: int) -> tuple[torch.Tensor, int]:
     ],
 )
 def test_kept_sums_equal_the_chunked_observe_path(monkeypatch, t, config, longest):
-    from stream_widgets import tracer
+    from tests.observe_paths import assert_kernel_sums_equal_chunked_sums
 
     g = torch.Generator().manual_seed(t)
     q, k, v = (torch.randn(1, h, t, 32, generator=g) for h in (4, 2, 2))
-    sid, count = _sentence_runs(t, longest, t)
-    records = []
-    for fused in (False, True):
-        monkeypatch.setattr(tracer, "_fused_sums_available", lambda query, fused=fused: fused)
-        recorder = tracer.Recorder(config, "observe", estimate_mask, sentence_ids=sid, num_sentences=count)
-        recorder._attend(AttentionCall(None, 0, q, k, v, 32**-0.5, None))
-        records.append((recorder.retained_mass[0], recorder.block_attention[0], recorder.sentence_sums[0]))
-    assert records[0][2].sum() > 0 and (records[0][0] > 0).all()
-    for chunked, fused in zip(*records, strict=True):
-        torch.testing.assert_close(fused, chunked, atol=1e-5, rtol=1e-4)
+    assert_kernel_sums_equal_chunked_sums(monkeypatch, q, k, v, config, longest)

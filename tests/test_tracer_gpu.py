@@ -85,18 +85,6 @@ def test_fused_observe_sums_equal_the_cpu_trace(kind):
         torch.testing.assert_close(getattr(gpu, name), getattr(cpu, name), atol=1e-5, rtol=1e-5)
 
 
-def _sentence_runs(t: int, longest: int, seed: int) -> tuple[torch.Tensor, int]:
-    """Sentence ids of t positions: runs of 1 to `longest` tokens with gaps of 0-2 tokens in no sentence."""
-    g = torch.Generator().manual_seed(seed)
-    ids, pos, count = torch.full((t,), -1, dtype=torch.int64), 5, 0
-    while pos < t:
-        length = int(torch.randint(1, longest + 1, (1,), generator=g))
-        ids[pos : pos + length] = count
-        count += 1
-        pos += length + int(torch.randint(0, 3, (1,), generator=g))
-    return ids, count
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("t", "config", "longest"),
@@ -109,22 +97,11 @@ def _sentence_runs(t: int, longest: int, seed: int) -> tuple[torch.Tensor, int]:
 def test_kept_sums_kernel_equals_the_chunked_path(monkeypatch, t, config, longest, dtype):
     """The same CUDA inputs and mask through both observe paths of the recorder."""
     pytest.importorskip("triton")
-    from stream_widgets import tracer
-    from stream_widgets.attention import AttentionCall
-    from stream_widgets.estimator import estimate_mask
+    from tests.observe_paths import assert_kernel_sums_equal_chunked_sums
 
     g = torch.Generator().manual_seed(t)
     q, k, v = (torch.randn(1, h, t, 64, generator=g).to("cuda", dtype) for h in (6, 2, 2))
-    sid, count = _sentence_runs(t, longest, t)
-    records = []
-    for fused in (False, True):
-        monkeypatch.setattr(tracer, "_fused_sums_available", lambda query, fused=fused: fused)
-        recorder = tracer.Recorder(config, "observe", estimate_mask, sentence_ids=sid, num_sentences=count)
-        recorder._attend(AttentionCall(None, 0, q, k, v, 0.125, None))
-        records.append((recorder.retained_mass[0], recorder.block_attention[0], recorder.sentence_sums[0]))
-    assert records[0][2].sum() > 0
-    for chunked, fused in zip(*records, strict=True):
-        torch.testing.assert_close(fused, chunked, atol=1e-5, rtol=1e-4)
+    assert_kernel_sums_equal_chunked_sums(monkeypatch, q, k, v, config, longest)
 
 
 def test_dense_attention_falls_back_to_flash_where_cudnn_refuses(monkeypatch):
@@ -135,10 +112,14 @@ def test_dense_attention_falls_back_to_flash_where_cudnn_refuses(monkeypatch):
     q, k, v = (torch.randn(1, h, 300, 64, generator=g).to("cuda", torch.bfloat16) for h in (6, 2, 2))
     cudnn_out, cudnn_lse = dense_attention(q, k, v, 0.125)
 
+    refused = []
+
     def refuse(*args, **kwargs):
+        refused.append(1)
         raise RuntimeError("cuDNN attention is not available here")
 
     monkeypatch.setattr(torch.ops.aten, "_scaled_dot_product_cudnn_attention", refuse)
     flash_out, flash_lse = dense_attention(q, k, v, 0.125)
+    assert refused == [1]  # the call did go to cuDNN first, then to flash
     torch.testing.assert_close(flash_out, cudnn_out, atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(flash_lse, cudnn_lse, atol=1e-4, rtol=1e-4)
